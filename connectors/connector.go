@@ -1,0 +1,131 @@
+package connectors
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Batch is a bounded run of events in source order. Last is the position to
+// commit once every event is durable; it is at or after the last event's
+// position and may be set on a batch with no events, so that a source can
+// advance its position without data (heartbeats, skipped tables).
+type Batch struct {
+	Events []Event
+	Last   Position
+}
+
+// Size is the sum of the events' estimated sizes.
+func (b *Batch) Size() int {
+	n := 0
+	for i := range b.Events {
+		n += b.Events[i].Size()
+	}
+	return n
+}
+
+// Limits bounds one batch. A source returns a batch as soon as it holds
+// MaxEvents events or MaxBytes estimated bytes (Event.Size), or MaxWait has
+// passed since its first event was read, whichever comes first.
+type Limits struct {
+	MaxEvents int
+	MaxBytes  int
+	MaxWait   time.Duration
+}
+
+// Full reports whether a batch of n events and size bytes has reached the
+// count or byte bound.
+func (l Limits) Full(n, size int) bool {
+	return (l.MaxEvents > 0 && n >= l.MaxEvents) || (l.MaxBytes > 0 && size >= l.MaxBytes)
+}
+
+// Source reads changes from one upstream stream.
+//
+// The engine calls Open once, then ReadBatch repeatedly from one goroutine.
+// Ack is called from another goroutine, concurrently with ReadBatch, in
+// position order, and possibly after ReadBatch's context is done. Close is
+// called once, after the last Ack; it must also be safe to call when Open
+// failed, and a second call returns nil.
+type Source interface {
+	// Open connects and positions the source to continue strictly after pos;
+	// a nil pos means start as configured (from the beginning, or with a
+	// snapshot). ctx bounds the connect only, not the life of the source.
+	Open(ctx context.Context, pos Position) error
+
+	// ReadBatch returns the next events in order, within lim. It blocks
+	// until it has at least one event or a position to advance to. When ctx
+	// is done it returns what it has buffered, if anything, with a nil
+	// error, and ctx.Err() on the next call. A source holds at most one
+	// batch's worth of events in memory, whatever the size of an upstream
+	// transaction.
+	ReadBatch(ctx context.Context, lim Limits) (Batch, error)
+
+	// Ack tells the source that everything up to and including pos is
+	// durable downstream, so it may release it upstream (Postgres: confirm
+	// the flush LSN; Kafka: commit the group offset; NATS: ack messages).
+	// A source must never release more than was acked.
+	Ack(ctx context.Context, pos Position) error
+
+	// Close releases every resource. It does not acknowledge anything.
+	Close(ctx context.Context) error
+}
+
+// Sink writes batches to a store or a log.
+//
+// The engine calls Open once, WriteBatch from one goroutine, then Close once
+// (also after a failed Open; a second Close returns nil).
+type Sink interface {
+	Open(ctx context.Context) error
+
+	// WriteBatch returns nil only when every event of b is durable. On error
+	// nothing is assumed durable and the batch may be written again; a sink
+	// must make a repeated write harmless (upserts by key, deduplication
+	// ids), or be an AtomicSink. A sink that refuses particular events (a
+	// value the store cannot hold) returns a *RejectError naming them,
+	// having written nothing of the batch.
+	WriteBatch(ctx context.Context, b Batch) error
+
+	Close(ctx context.Context) error
+}
+
+// AtomicSink is a Sink that stores b.Last in the same transaction as b's
+// events. The engine resumes the source from CommittedPosition rather than
+// from the offset store, so a batch is never applied twice: exactly-once.
+type AtomicSink interface {
+	Sink
+	// CommittedPosition returns the position stored with the last batch
+	// written, or nil if none was. It is called after Open.
+	CommittedPosition(ctx context.Context) (Position, error)
+}
+
+// Checker is implemented by connectors that can verify their connectivity
+// and the upstream's settings without reading or writing data
+// (`tapline validate --connect`). Check is called before Open, and the
+// connector is then closed.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// Runtime is what the engine gives a connector when building it.
+type Runtime struct {
+	// Pipeline is the name of the pipeline the connector runs in; sinks that
+	// store positions key them by it.
+	Pipeline string
+	// DataDir is the directory tapline keeps its state in; connectors may
+	// create files under DataDir/<pipeline>.
+	DataDir string
+	// Logger is the connector's logger, with pipeline and connector set.
+	Logger *slog.Logger
+	// Metrics registers the connector's own metrics; nil means don't.
+	Metrics prometheus.Registerer
+}
+
+// Log returns r.Logger, or a logger that discards everything.
+func (r Runtime) Log() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
