@@ -1,0 +1,474 @@
+// Package connectortest is the conformance suite every tapline connector
+// runs from its own tests, as Conduit's acceptance tests do: resume after a
+// partial ack loses and repeats nothing, batch bounds hold, a replayed batch
+// is harmless, positions stored by an atomic sink survive a reopen, Close is
+// idempotent, and no goroutine is left behind.
+//
+// A connector's test calls RunSource or RunSink with a small harness that
+// builds the connector against its real upstream or store.
+package connectortest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tapline/tapline/connectors"
+)
+
+// SourceHarness describes a source under test.
+type SourceHarness struct {
+	// New builds a fresh, unopened source reading the same upstream data
+	// each time it is called.
+	New func(t *testing.T) connectors.Source
+	// Events is how many events the upstream holds; the suite reads exactly
+	// this many (a finite source may then return io.EOF; an endless one
+	// would block, and the suite does not read further).
+	Events int
+	// Limits bound the batches the suite asks for; zero means 50 events,
+	// 64 KiB and 200ms.
+	Limits connectors.Limits
+	// Timeout bounds each read of all events; default 60s.
+	Timeout time.Duration
+	// Unordered is set for sources whose positions do not follow
+	// bytes.Compare (a multi-partition Kafka source); ordering checks are
+	// then skipped.
+	Unordered bool
+	// IgnoreLeaks lists goroutine top functions that the connector's
+	// libraries leave running by design (goleak.IgnoreTopFunction).
+	IgnoreLeaks []string
+}
+
+func (h *SourceHarness) defaults() {
+	if h.Limits == (connectors.Limits{}) {
+		h.Limits = connectors.Limits{MaxEvents: 50, MaxBytes: 64 << 10, MaxWait: 200 * time.Millisecond}
+	}
+	if h.Timeout <= 0 {
+		h.Timeout = 60 * time.Second
+	}
+}
+
+// RunSource runs the source conformance tests as subtests of t.
+func RunSource(t *testing.T, h SourceHarness) {
+	h.defaults()
+	if h.New == nil || h.Events <= 0 {
+		t.Fatal("connectortest: SourceHarness needs New and Events > 0")
+	}
+	var opts []goleak.Option
+	for _, f := range h.IgnoreLeaks {
+		opts = append(opts, goleak.IgnoreTopFunction(f))
+	}
+	opts = append(opts, goleak.IgnoreCurrent())
+	defer goleak.VerifyNone(t, opts...)
+
+	var all []connectors.Event
+	t.Run("ReadAllWithinBounds", func(t *testing.T) {
+		all = readAll(t, &h, nil, h.Events, true)
+	})
+	if len(all) != h.Events {
+		t.Fatalf("connectortest: could not read the %d events; the remaining subtests need them", h.Events)
+	}
+	t.Run("ResumeAfterPartialAck", func(t *testing.T) {
+		for _, k := range []int{1, h.Events / 3, h.Events - 1} {
+			if k <= 0 || k >= h.Events {
+				continue
+			}
+			// Acknowledge up to event k, then start again from its position:
+			// the rest must follow exactly, none lost, none repeated.
+			rest := readAll(t, &h, all[k-1].Position, h.Events-k, false)
+			for i := range rest {
+				if got, want := describe(&rest[i]), describe(&all[k+i]); got != want {
+					t.Fatalf("resumed after event %d: event %d is\n  %s\nwant\n  %s", k, k+i+1, got, want)
+				}
+			}
+		}
+	})
+	t.Run("CloseTwice", func(t *testing.T) {
+		src := h.New(t)
+		ctx := context.Background()
+		if err := src.Open(ctx, nil); err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		if err := src.Close(ctx); err != nil {
+			t.Fatalf("first Close: %v", err)
+		}
+		if err := src.Close(ctx); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+	})
+	t.Run("CloseWithoutOpen", func(t *testing.T) {
+		if err := h.New(t).Close(context.Background()); err != nil {
+			t.Fatalf("Close of a source never opened: %v", err)
+		}
+	})
+	t.Run("CancelledReadReturns", func(t *testing.T) {
+		src := h.New(t)
+		if err := src.Open(context.Background(), all[len(all)-1].Position); err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		defer src.Close(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error, 1)
+		go func() {
+			_, err := src.ReadBatch(ctx, h.Limits)
+			if err == nil {
+				_, err = src.ReadBatch(ctx, h.Limits)
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("ReadBatch with a cancelled context returned no error twice")
+			}
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+				t.Fatalf("ReadBatch with a cancelled context: %v; want context.Canceled (or io.EOF at the end)", err)
+			}
+		case <-time.After(h.Timeout):
+			t.Fatal("ReadBatch ignored a cancelled context")
+		}
+	})
+}
+
+// readAll opens a source at pos and reads n events, acknowledging each
+// batch, checking bounds and order.
+func readAll(t *testing.T, h *SourceHarness, pos connectors.Position, n int, checkBounds bool) []connectors.Event {
+	t.Helper()
+	src := h.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
+	defer cancel()
+	if err := src.Open(ctx, pos); err != nil {
+		t.Fatalf("Open at %s: %v", pos, err)
+	}
+	defer func() {
+		if err := src.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	var out []connectors.Event
+	last := pos
+	for len(out) < n {
+		b, err := src.ReadBatch(ctx, h.Limits)
+		if checkBounds {
+			checkBatch(t, h, &b, last)
+		}
+		out = append(out, b.Events...)
+		if b.Last != nil {
+			if !h.Unordered && last != nil && b.Last.Compare(last) < 0 {
+				t.Fatalf("batch Last %s is before the previous %s", b.Last, last)
+			}
+			last = b.Last
+			if err := src.Ack(ctx, b.Last); err != nil {
+				t.Fatalf("Ack %s: %v", b.Last, err)
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) && len(out) < n {
+				t.Fatalf("source ended (io.EOF) after %d events, want %d", len(out), n)
+			}
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("ReadBatch after %d events: %v", len(out), err)
+			}
+		}
+	}
+	if len(out) > n {
+		t.Fatalf("read %d events, the upstream holds %d", len(out), n)
+	}
+	return out
+}
+
+func checkBatch(t *testing.T, h *SourceHarness, b *connectors.Batch, prev connectors.Position) {
+	t.Helper()
+	if len(b.Events) > h.Limits.MaxEvents {
+		t.Errorf("batch of %d events, limit %d", len(b.Events), h.Limits.MaxEvents)
+	}
+	if size := b.Size(); len(b.Events) > 1 && size-b.Events[len(b.Events)-1].Size() >= h.Limits.MaxBytes {
+		t.Errorf("batch of %d bytes went on past the %d-byte limit", size, h.Limits.MaxBytes)
+	}
+	for i := range b.Events {
+		ev := &b.Events[i]
+		if ev.Schema == nil {
+			t.Fatalf("event %d has no schema", i)
+		}
+		if ev.Op.String()[0] == 'O' {
+			t.Fatalf("event %d has an invalid op %v", i, ev.Op)
+		}
+		if ev.Position == nil {
+			t.Fatalf("event %d has no position", i)
+		}
+		if !h.Unordered {
+			if prev != nil && ev.Position.Compare(prev) <= 0 {
+				t.Fatalf("event %d position %s is not after %s", i, ev.Position, prev)
+			}
+			prev = ev.Position
+		}
+		for _, row := range [][]connectors.Value{ev.Before, ev.After} {
+			if row != nil && len(row) != len(ev.Schema.Columns) {
+				t.Fatalf("event %d has %d values for %d columns", i, len(row), len(ev.Schema.Columns))
+			}
+		}
+	}
+	if n := len(b.Events); n > 0 && !h.Unordered && b.Last.Compare(b.Events[n-1].Position) < 0 {
+		t.Errorf("batch Last %s is before its last event %s", b.Last, b.Events[n-1].Position)
+	}
+}
+
+// describe is a stable text form of an event's content (not its timing).
+func describe(ev *connectors.Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s key=%v before=%v after=%v pos=%x", ev.Op, ev.Table(), ev.Key(), ev.Before, ev.After, []byte(ev.Position))
+	return b.String()
+}
+
+// SinkHarness describes a sink under test.
+type SinkHarness struct {
+	// New builds a fresh, unopened sink writing to the same store each
+	// time it is called.
+	New func(t *testing.T) connectors.Sink
+	// State reads what the store holds now, folded to the latest row per
+	// key: key (as Key formats it) → row (as Row formats it). For a log
+	// sink, read the log and fold it.
+	State func(t *testing.T) map[string]string
+	// IgnoreLeaks as in SourceHarness.
+	IgnoreLeaks []string
+}
+
+// Schema is the table the sink suite writes.
+var Schema = connectors.MustSchema(connectors.TableID{Schema: "conformance", Name: "items"}, 1, []connectors.Column{
+	{Name: "id", Type: connectors.TypeInt64, Native: "int8", Key: 1},
+	{Name: "name", Type: connectors.TypeString, Native: "text", Nullable: true},
+	{Name: "qty", Type: connectors.TypeInt64, Native: "int8", Nullable: true},
+	{Name: "price", Type: connectors.TypeDecimal, Native: "numeric(10,2)", Nullable: true},
+})
+
+// Key formats a key the way SinkHarness.State must.
+func Key(id int64) string { return fmt.Sprintf("id=%d", id) }
+
+// Row formats a row of Schema the way SinkHarness.State must: values in
+// column order, NULL for nil, separated by "|".
+func Row(vals ...connectors.Value) string {
+	parts := make([]string, len(vals))
+	for i, v := range vals {
+		if v == nil {
+			parts[i] = "NULL"
+		} else {
+			parts[i] = fmt.Sprint(v)
+		}
+	}
+	return strings.Join(parts, "|")
+}
+
+// Changes returns n deterministic changes to Schema starting at transaction
+// commit: creates of new ids, then updates and deletes of earlier ones, and
+// the state they leave.
+func Changes(commit uint64, n int, firstID int64, state map[string]string) []connectors.Event {
+	var evs []connectors.Event
+	live := []int64{}
+	for k := range state {
+		var id int64
+		fmt.Sscanf(k, "id=%d", &id)
+		live = append(live, id)
+	}
+	sort.Slice(live, func(i, j int) bool { return live[i] < live[j] })
+	next := firstID
+	for i := 0; i < n; i++ {
+		pos := connectors.TxPosition{Commit: commit + uint64(i/10), Ordinal: uint32(i%10 + 1)}.Encode()
+		ev := connectors.Event{Schema: Schema, Position: pos,
+			Source: connectors.SourceInfo{Connector: "conformance", Schema: "conformance", Table: "items", TsMs: time.Now().UnixMilli()}}
+		switch {
+		case i%5 == 3 && len(live) > 0: // update
+			id := live[i%len(live)]
+			ev.Op = connectors.OpUpdate
+			ev.Before = []connectors.Value{id, nil, nil, nil}
+			ev.After = []connectors.Value{id, fmt.Sprintf("item %d v%d", id, i), int64(i), fmt.Sprintf("%d.%02d", i, i%100)}
+		case i%7 == 6 && len(live) > 1: // delete
+			j := i % len(live)
+			id := live[j]
+			live = append(live[:j], live[j+1:]...)
+			ev.Op = connectors.OpDelete
+			ev.Before = []connectors.Value{id, nil, nil, nil}
+		default: // create
+			id := next
+			next++
+			live = append(live, id)
+			ev.Op = connectors.OpCreate
+			ev.After = []connectors.Value{id, fmt.Sprintf("item %d", id), nil, "0.50"}
+		}
+		apply(state, &ev)
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func apply(state map[string]string, ev *connectors.Event) {
+	id := ev.Row()[0].(int64)
+	if ev.Op == connectors.OpDelete {
+		delete(state, Key(id))
+		return
+	}
+	state[Key(id)] = Row(ev.After...)
+}
+
+// RunSink runs the sink conformance tests as subtests of t. The store must
+// be empty when it starts.
+func RunSink(t *testing.T, h SinkHarness) {
+	if h.New == nil || h.State == nil {
+		t.Fatal("connectortest: SinkHarness needs New and State")
+	}
+	var opts []goleak.Option
+	for _, f := range h.IgnoreLeaks {
+		opts = append(opts, goleak.IgnoreTopFunction(f))
+	}
+	opts = append(opts, goleak.IgnoreCurrent())
+	defer goleak.VerifyNone(t, opts...)
+	ctx := context.Background()
+
+	want := map[string]string{}
+	first := Changes(1, 200, 1, want)
+	afterFirst := clone(want)
+	second := Changes(100, 200, 1000, want)
+
+	t.Run("WriteAndRead", func(t *testing.T) {
+		s := h.New(t)
+		mustOpen(t, s)
+		defer mustClose(t, s)
+		for _, b := range batches(first, 50) {
+			if err := s.WriteBatch(ctx, b); err != nil {
+				t.Fatalf("WriteBatch: %v", err)
+			}
+		}
+		compare(t, h.State(t), afterFirst)
+		checkCommitted(t, s, first[len(first)-1].Position)
+	})
+	t.Run("ReplayedBatchIsHarmless", func(t *testing.T) {
+		s := h.New(t)
+		mustOpen(t, s)
+		defer mustClose(t, s)
+		bs := batches(second, 40)
+		for i, b := range bs {
+			if err := s.WriteBatch(ctx, b); err != nil {
+				t.Fatalf("WriteBatch %d: %v", i, err)
+			}
+			if i == 2 {
+				// A crash before the commit: the engine writes the batch again.
+				if err := s.WriteBatch(ctx, b); err != nil {
+					t.Fatalf("WriteBatch again: %v", err)
+				}
+			}
+		}
+		compare(t, h.State(t), want)
+	})
+	t.Run("PositionSurvivesReopen", func(t *testing.T) {
+		s := h.New(t)
+		mustOpen(t, s)
+		checkCommitted(t, s, second[len(second)-1].Position)
+		// A batch with no events still moves the position.
+		empty := connectors.Batch{Last: connectors.TxPosition{Commit: 10_000, Ordinal: 1}.Encode()}
+		if err := s.WriteBatch(ctx, empty); err != nil {
+			t.Fatalf("WriteBatch of an empty batch: %v", err)
+		}
+		mustClose(t, s)
+		s = h.New(t)
+		mustOpen(t, s)
+		defer mustClose(t, s)
+		checkCommitted(t, s, empty.Last)
+		compare(t, h.State(t), want)
+	})
+	t.Run("CloseTwice", func(t *testing.T) {
+		s := h.New(t)
+		mustOpen(t, s)
+		if err := s.Close(ctx); err != nil {
+			t.Fatalf("first Close: %v", err)
+		}
+		if err := s.Close(ctx); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+	})
+	t.Run("CloseWithoutOpen", func(t *testing.T) {
+		if err := h.New(t).Close(ctx); err != nil {
+			t.Fatalf("Close of a sink never opened: %v", err)
+		}
+	})
+}
+
+func batches(evs []connectors.Event, size int) []connectors.Batch {
+	var out []connectors.Batch
+	for len(evs) > 0 {
+		n := min(size, len(evs))
+		out = append(out, connectors.Batch{Events: evs[:n:n], Last: evs[n-1].Position})
+		evs = evs[n:]
+	}
+	return out
+}
+
+func checkCommitted(t *testing.T, s connectors.Sink, want connectors.Position) {
+	t.Helper()
+	as, ok := s.(connectors.AtomicSink)
+	if !ok {
+		return
+	}
+	got, err := as.CommittedPosition(context.Background())
+	if err != nil {
+		t.Fatalf("CommittedPosition: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("CommittedPosition = %s, want %s", got, want)
+	}
+}
+
+func compare(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	var problems []string
+	for k, w := range want {
+		g, ok := got[k]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("missing %s (want %s)", k, w))
+		case g != w:
+			problems = append(problems, fmt.Sprintf("%s = %s, want %s", k, g, w))
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			problems = append(problems, fmt.Sprintf("unexpected %s = %s", k, g))
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		if len(problems) > 10 {
+			problems = append(problems[:10], fmt.Sprintf("... and %d more", len(problems)-10))
+		}
+		t.Fatalf("the store differs from the changes written (%d rows, want %d):\n  %s", len(got), len(want), strings.Join(problems, "\n  "))
+	}
+}
+
+func clone(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func mustOpen(t *testing.T, s connectors.Sink) {
+	t.Helper()
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+}
+
+func mustClose(t *testing.T, s connectors.Sink) {
+	t.Helper()
+	if err := s.Close(context.Background()); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
