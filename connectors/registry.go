@@ -215,7 +215,10 @@ func Suggest(s string, candidates []string) string {
 	best, bestD := "", len(s)/2+2
 	for _, c := range candidates {
 		d := editDistance(strings.ToLower(s), strings.ToLower(c))
-		if d < bestD || (d == bestD && best != "" && c < best) {
+		// On a tie, prefer the candidate that starts like s ("tabels" is
+		// "tables", not "labels"), then the alphabetically first.
+		if d < bestD || (d == bestD && best != "" &&
+			(commonPrefix(s, c) > commonPrefix(s, best) || (commonPrefix(s, c) == commonPrefix(s, best) && c < best))) {
 			best, bestD = c, d
 		}
 	}
@@ -223,6 +226,14 @@ func Suggest(s string, candidates []string) string {
 		return ""
 	}
 	return best
+}
+
+func commonPrefix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }
 
 // editDistance is the Damerau (optimal string alignment) distance.
