@@ -1,0 +1,50 @@
+# tapline: make targets. `make test` is the one command CI runs.
+GO       ?= go
+BIN      ?= bin/tapline
+PKGS     ?= ./...
+TIMEOUT  ?= 15m
+
+.PHONY: all build test test-short services vet fmt bench clean demo
+
+all: build
+
+## build: compile the tapline binary into bin/
+build:
+	$(GO) build -o $(BIN) ./cmd/tapline
+
+## services: install, configure and start PostgreSQL, MariaDB, NATS and Redis (idempotent; root on Debian)
+services:
+	bash scripts/services.sh
+
+## vet: go vet and a gofmt check
+vet:
+	$(GO) vet $(PKGS)
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## test: services, vet, then every test with the race detector
+test: services vet
+	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+
+## test-short: the tests without setting up services (they must already run)
+test-short:
+	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+
+## bench: benchmarks of the pure packages (codec, offsets); connector benchmarks have their own targets
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./connectors/... ./offsets/...
+
+fmt:
+	gofmt -w .
+
+clean:
+	rm -rf bin data
+
+## demo: the quickstart pipeline through the daemon, then a check (the strangler demo replaces it)
+demo: build
+	rm -rf data/quickstart
+	$(BIN) validate examples/quickstart
+	$(BIN) run examples/quickstart --data-dir data/quickstart --http ""
+	@n=$$(wc -l < data/quickstart/events.jsonl); \
+	  if [ "$$n" -ne 50000 ]; then echo "demo: FAILED: $$n events, want 50000"; exit 1; fi; \
+	  echo "demo: OK: 50000 events in data/quickstart/events.jsonl"
+	$(BIN) offsets list --data-dir data/quickstart --config examples/quickstart

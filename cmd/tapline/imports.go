@@ -1,0 +1,9 @@
+package main
+
+// The connectors this binary ships. Each registers itself by name from its
+// package's init, as database/sql drivers do.
+import (
+	_ "github.com/tapline/tapline/sinks/jsonl"
+	_ "github.com/tapline/tapline/sources/generate"
+	_ "github.com/tapline/tapline/sources/jsonl"
+)
