@@ -1,4 +1,6 @@
 # tapline: make targets. `make test` is the one command CI runs.
+SHELL    := bash
+.SHELLFLAGS := -o pipefail -ec
 GO       ?= go
 BIN      ?= bin/tapline
 PKGS     ?= ./...
@@ -21,13 +23,17 @@ vet:
 	$(GO) vet $(PKGS)
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# Verbose, so the output names every test that ran (integration tests
+# against the real services included), without the RUN/PAUSE/CONT noise.
+GOTEST = $(GO) test -race -count=1 -timeout $(TIMEOUT) -v $(PKGS) 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT|NAME)'
+
 ## test: services, vet, then every test with the race detector
 test: services vet
-	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+	$(GOTEST)
 
 ## test-short: the tests without setting up services (they must already run)
 test-short:
-	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+	$(GOTEST)
 
 ## bench: benchmarks of the pure packages (codec, offsets); connector benchmarks have their own targets
 bench:

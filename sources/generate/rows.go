@@ -150,9 +150,11 @@ func (s *Source) row(t *table, id, version uint64) []connectors.Value {
 		b = append(buf[:0], `{"version":`...)
 		b = strconv.AppendUint(b, version, 10)
 		b = append(b, `,"tags":["`...)
-		b = append(b, tags[h>>16%uint64(len(tags))]...)
+		t1 := h >> 16 % uint64(len(tags))
+		t2 := (t1 + 1 + h>>24%uint64(len(tags)-1)) % uint64(len(tags)) // another tag
+		b = append(b, tags[t1]...)
 		b = append(b, `","`...)
-		b = append(b, tags[h>>24%uint64(len(tags))]...)
+		b = append(b, tags[t2]...)
 		b = append(b, `"],"score":`...)
 		b = strconv.AppendUint(b, h>>32%1000, 10)
 		b = append(b, '}')
