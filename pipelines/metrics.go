@@ -70,6 +70,9 @@ func (m *Metrics) pipeline(name string) *pipelineMetrics {
 	if m == nil {
 		m = discard
 	}
+	for _, kind := range []string{"retry", "ack", "fatal"} {
+		m.errors.WithLabelValues(name, kind) // exported at 0 from the start
+	}
 	return &pipelineMetrics{
 		read:         m.eventsRead.WithLabelValues(name),
 		written:      m.eventsWritten.WithLabelValues(name),

@@ -251,8 +251,8 @@ batch:
 			t.Errorf("/metrics has no %s for pipeline gen", m)
 		}
 	}
-	if !strings.Contains(metrics, `tapline_pipeline_errors_total`) && !strings.Contains(metrics, "# HELP tapline_pipeline_errors_total") {
-		t.Logf("no errors metric yet (no errors happened)")
+	if !strings.Contains(metrics, `tapline_pipeline_errors_total{kind="fatal",pipeline="gen"} 0`) {
+		t.Errorf("/metrics has no errors counter for pipeline gen")
 	}
 	_, st := d.get("/v1/pipelines")
 	if !strings.Contains(st, `"state": "running"`) {
