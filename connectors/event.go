@@ -49,8 +49,11 @@ func ParseOp(s string) (Op, error) {
 //	nil                 SQL NULL
 //	bool
 //	int64
-//	uint64              unsigned values above math.MaxInt64
-//	float64             NaN and ±Inf are allowed
+//	uint64              only for unsigned values above math.MaxInt64; smaller
+//	                    ones are int64, so that equal values compare equal
+//	float64             NaN and ±Inf are allowed; a float32 column's value is
+//	                    parsed from its text with 64 bits (0.1, not
+//	                    0.10000000149011612)
 //	string              text, and the lossless text form of decimals, dates,
 //	                    times, timestamps (ISO 8601), uuids, intervals, etc.
 //	[]byte              binary data; base64 in JSON

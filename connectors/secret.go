@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"strings"
 )
 
 // Secret is a config string that must never be printed: passwords, tokens,
@@ -31,11 +32,14 @@ func (s Secret) GoString() string { return `"` + s.String() + `"` }
 func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // MarshalText keeps the secret out of JSON and YAML output.
+//
+// fmt cannot call methods on unexported struct fields, so a Secret held in an
+// unexported field is printed as is by %v: keep secrets in exported fields.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 var (
 	kvPassword  = regexp.MustCompile(`(?i)(password|passwd|pwd|secret|token)\s*=\s*('[^']*'|"[^"]*"|\S+)`)
-	dsnPassword = regexp.MustCompile(`^([^:@/]+):([^@]*)@`) // go-sql-driver "user:pass@tcp(...)"
+	dsnPassword = regexp.MustCompile(`([A-Za-z0-9_.$-]+):[^@\s/]*@((?:tcp|unix)\(|/)`) // go-sql-driver "user:pass@tcp(...)/db"
 	urlLike     = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"']+`)
 )
 
@@ -55,6 +59,12 @@ func RedactDSN(s string) string {
 		return u
 	})
 	s = kvPassword.ReplaceAllString(s, "${1}=xxxxx")
-	s = dsnPassword.ReplaceAllString(s, "${1}:xxxxx@")
+	s = dsnPassword.ReplaceAllStringFunc(s, func(m string) string {
+		if strings.Contains(m, "://") {
+			return m
+		}
+		sub := dsnPassword.FindStringSubmatch(m)
+		return sub[1] + ":xxxxx@" + sub[2]
+	})
 	return s
 }
