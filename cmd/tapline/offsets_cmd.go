@@ -30,12 +30,18 @@ that position, not from the offset store; rebuild the view to replay it.`,
 	}
 	cmd.PersistentFlags().StringVar(&config, "config", "", "pipeline file or directory, for readable positions")
 
-	open := func() (*offsets.SQLite, error) {
+	// openExisting opens the store for reading; it does not create one in
+	// a mistyped --data-dir.
+	openExisting := func() (*offsets.SQLite, error) {
 		path := filepath.Join(g.dataDir, "offsets.db")
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("no offset store at %s (is --data-dir right?)", path)
 		}
 		return offsets.OpenSQLite(path)
+	}
+	// openOrCreate lets `set` place a position before a pipeline first runs.
+	openOrCreate := func() (*offsets.SQLite, error) {
+		return offsets.OpenSQLite(filepath.Join(g.dataDir, "offsets.db"))
 	}
 	regFor := func(name string) (*connectors.Registration, error) {
 		if config == "" {
@@ -64,7 +70,7 @@ that position, not from the offset store; rebuild the view to replay it.`,
 		Short: "List every pipeline's committed position",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := open()
+			st, err := openExisting()
 			if err != nil {
 				return err
 			}
@@ -91,7 +97,7 @@ that position, not from the offset store; rebuild the view to replay it.`,
 			if err != nil {
 				return err
 			}
-			st, err := open()
+			st, err := openExisting()
 			if err != nil {
 				return err
 			}
@@ -125,7 +131,7 @@ that position, not from the offset store; rebuild the view to replay it.`,
 			if err != nil {
 				return fmt.Errorf("%w (give --config to use the source's own form)", err)
 			}
-			return withLock(cmd.Context(), g, args[0], open, func(ctx context.Context, st offsets.Store) error {
+			return withLock(cmd.Context(), g, args[0], openOrCreate, func(ctx context.Context, st offsets.Store) error {
 				if err := st.Commit(ctx, args[0], pos); err != nil {
 					return err
 				}
@@ -139,7 +145,7 @@ that position, not from the offset store; rebuild the view to replay it.`,
 		Short: "Forget a pipeline's position (it starts afresh; the pipeline must be stopped)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withLock(cmd.Context(), g, args[0], open, func(ctx context.Context, st offsets.Store) error {
+			return withLock(cmd.Context(), g, args[0], openExisting, func(ctx context.Context, st offsets.Store) error {
 				if err := st.Delete(ctx, args[0]); err != nil {
 					return err
 				}
