@@ -6,4 +6,5 @@ import (
 	_ "github.com/tapline/tapline/sinks/jsonl"
 	_ "github.com/tapline/tapline/sources/generate"
 	_ "github.com/tapline/tapline/sources/jsonl"
+	_ "github.com/tapline/tapline/sources/postgres"
 )

@@ -1,0 +1,48 @@
+package postgres
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/tapline/tapline/connectors"
+)
+
+// Positions are connectors.TxPosition values:
+//
+//   - an event: (the transaction's commit LSN, its 1-based ordinal);
+//   - the end of a transaction, and heartbeats: (an LSN L, 0), meaning
+//     "everything that committed before L".
+//
+// Acknowledging a position confirms its LSN as flushed: the server then
+// resends only transactions that commit at or after it, and the source
+// drops the events of those at or before the stored position.
+
+// formatPosition shows a position as "LSN:ordinal", e.g. "0/16B3748:3".
+func formatPosition(p connectors.Position) (string, error) {
+	tp, err := connectors.DecodeTxPosition(p)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s:%d", pglogrepl.LSN(tp.Commit), tp.Ordinal), nil
+}
+
+// parsePosition parses "LSN:ordinal" or a bare LSN (ordinal 0).
+func parsePosition(s string) (connectors.Position, error) {
+	l, o, hasOrd := strings.Cut(s, ":")
+	lsn, err := pglogrepl.ParseLSN(l)
+	if err != nil {
+		return nil, fmt.Errorf("position %q: want LSN[:ORDINAL], e.g. 0/16B3748:3", s)
+	}
+	var ord uint32
+	if hasOrd {
+		if _, err := fmt.Sscanf(o, "%d", &ord); err != nil {
+			return nil, fmt.Errorf("position %q: ordinal %q is not a number", s, o)
+		}
+	}
+	return connectors.TxPosition{Commit: uint64(lsn), Ordinal: ord}.Encode(), nil
+}
+
+// PositionFormat is the readable form of this source's positions.
+var PositionFormat = connectors.PositionFormat{Format: formatPosition, Parse: parsePosition}

@@ -1,0 +1,298 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tapline/tapline/connectors"
+)
+
+// relation is a table as the latest Relation message described it.
+type relation struct {
+	id     uint32
+	schema *connectors.Schema
+	cols   []*pglogrepl.RelationMessageColumn
+}
+
+// receiver owns the replication connection.
+type receiver struct {
+	src       *Source
+	conn      *pgconn.PgConn
+	stored    connectors.TxPosition // events at or before it were delivered before a restart
+	hasStored bool
+	relations map[uint32]*relation
+	versions  map[connectors.TableID]int
+
+	// the transaction being decoded
+	inTx     bool
+	commit   uint64
+	xid      uint32
+	commitTs time.Time
+	ordinal  uint32
+
+	lastStatus time.Time
+	sentLSN    uint64
+}
+
+func (r *receiver) run(ctx context.Context) error {
+	s := r.src
+	r.versions = map[connectors.TableID]int{}
+	for {
+		if err := r.maybeStatus(ctx, false); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithDeadline(ctx, r.lastStatus.Add(s.cfg.StatusInterval))
+		raw, err := r.conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return classify(fmt.Errorf("postgres: receive from slot %q: %w", s.slot, err))
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("postgres: replication on slot %q: %w", s.slot, pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyData:
+			if err := r.copyData(ctx, msg.Data); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (r *receiver) copyData(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("postgres: keepalive: %w", err)
+		}
+		if ka.ReplyRequested {
+			return r.maybeStatus(ctx, true)
+		}
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("postgres: xlog data: %w", err)
+		}
+		return r.message(ctx, xld.WALData)
+	}
+	return nil
+}
+
+// maybeStatus sends a standby status update when the interval has passed
+// (or force): write, flush and apply are all the acknowledged LSN, so the
+// server keeps every WAL record that is not durable downstream.
+func (r *receiver) maybeStatus(ctx context.Context, force bool) error {
+	if !force && time.Since(r.lastStatus) < r.src.cfg.StatusInterval {
+		return nil
+	}
+	lsn := pglogrepl.LSN(r.src.acked.Load())
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, r.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: lsn, WALFlushPosition: lsn, WALApplyPosition: lsn})
+	if err != nil {
+		return classify(fmt.Errorf("postgres: send status update: %w", err))
+	}
+	r.lastStatus = time.Now()
+	r.sentLSN = uint64(lsn)
+	return nil
+}
+
+// emit hands an item to ReadBatch, sending status updates while it waits.
+func (r *receiver) emit(ctx context.Context, it item) error {
+	for {
+		wait := time.Until(r.lastStatus.Add(r.src.cfg.StatusInterval))
+		t := time.NewTimer(max(wait, time.Millisecond))
+		select {
+		case r.src.out <- it:
+			t.Stop()
+			return nil
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+			if err := r.maybeStatus(ctx, true); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (r *receiver) message(ctx context.Context, data []byte) error {
+	msg, err := pglogrepl.Parse(data)
+	if err != nil {
+		return fmt.Errorf("postgres: decode pgoutput message %q: %w", data[0], err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		return r.relation(m)
+	case *pglogrepl.BeginMessage:
+		r.inTx, r.commit, r.xid, r.commitTs, r.ordinal = true, uint64(m.FinalLSN), m.Xid, m.CommitTime, 0
+	case *pglogrepl.CommitMessage:
+		r.inTx = false
+		// Everything that committed before the end of this transaction is
+		// done: acknowledging (end, 0) lets the server skip it on restart.
+		end := connectors.TxPosition{Commit: uint64(m.TransactionEndLSN)}
+		if r.skip(end) {
+			return nil
+		}
+		return r.emit(ctx, item{last: end.Encode()})
+	case *pglogrepl.InsertMessage:
+		return r.change(ctx, connectors.OpCreate, m.RelationID, nil, m.Tuple)
+	case *pglogrepl.UpdateMessage:
+		return r.change(ctx, connectors.OpUpdate, m.RelationID, m.OldTuple, m.NewTuple)
+	case *pglogrepl.DeleteMessage:
+		return r.change(ctx, connectors.OpDelete, m.RelationID, m.OldTuple, nil)
+	case *pglogrepl.TruncateMessage:
+		for _, id := range m.RelationIDs {
+			if err := r.change(ctx, connectors.OpTruncate, id, nil, nil); err != nil {
+				return err
+			}
+		}
+	case *pglogrepl.LogicalDecodingMessage:
+		if !m.Transactional && m.Prefix == heartbeatPrefix {
+			hb := connectors.TxPosition{Commit: uint64(m.LSN)}
+			if r.skip(hb) {
+				return nil
+			}
+			return r.emit(ctx, item{last: hb.Encode()})
+		}
+	}
+	return nil
+}
+
+// skip reports whether p was delivered before the restart.
+func (r *receiver) skip(p connectors.TxPosition) bool {
+	return r.hasStored && !r.stored.Less(p)
+}
+
+func (r *receiver) relation(m *pglogrepl.RelationMessage) error {
+	table := connectors.TableID{Schema: m.Namespace, Name: m.RelationName}
+	cols := make([]connectors.Column, len(m.Columns))
+	key := 0
+	for i, c := range m.Columns {
+		cols[i] = column(c)
+		if c.Flags&1 != 0 && m.ReplicaIdentity != 'f' {
+			key++
+			cols[i].Key = key
+		}
+	}
+	if m.ReplicaIdentity == 'f' {
+		// Under REPLICA IDENTITY FULL every column is flagged; the primary
+		// key is what identifies the row.
+		pk, err := r.src.primaryKey(context.Background(), m.RelationID)
+		if err != nil {
+			return err
+		}
+		for i := range cols {
+			for k, name := range pk {
+				if cols[i].Name == name {
+					cols[i].Key = k + 1
+				}
+			}
+		}
+	}
+	prev := r.relations[m.RelationID]
+	version := r.versions[table]
+	if prev != nil && prev.schema.Table == table {
+		cand, err := connectors.NewSchema(table, prev.schema.Version, cols)
+		if err != nil {
+			return fmt.Errorf("postgres: table %s: %w", table, err)
+		}
+		if cand.SameShape(prev.schema) {
+			prev.cols = m.Columns
+			return nil
+		}
+	}
+	version++
+	r.versions[table] = version
+	schema, err := connectors.NewSchema(table, version, cols)
+	if err != nil {
+		return fmt.Errorf("postgres: table %s: %w", table, err)
+	}
+	r.relations[m.RelationID] = &relation{id: m.RelationID, schema: schema, cols: m.Columns}
+	return nil
+}
+
+func (r *receiver) change(ctx context.Context, op connectors.Op, relID uint32, old, new *pglogrepl.TupleData) error {
+	rel := r.relations[relID]
+	if rel == nil {
+		return fmt.Errorf("postgres: change to relation %d before its Relation message", relID)
+	}
+	r.ordinal++
+	pos := connectors.TxPosition{Commit: r.commit, Ordinal: r.ordinal}
+	if r.skip(pos) {
+		return nil
+	}
+	ev := connectors.Event{
+		Op:     op,
+		Schema: rel.schema,
+		Source: connectors.SourceInfo{
+			Connector: "postgres",
+			DB:        r.src.db,
+			Schema:    rel.schema.Table.Schema,
+			Table:     rel.schema.Table.Name,
+			TxID:      int64(r.xid),
+			TsMs:      r.commitTs.UnixMilli(),
+			Extra:     []connectors.Field{{Name: "lsn", Value: pglogrepl.LSN(r.commit).String()}},
+		},
+		Tx:       connectors.TxInfo{ID: fmt.Sprint(r.xid), TotalOrder: int64(r.ordinal)},
+		TsMs:     time.Now().UnixMilli(),
+		Position: pos.Encode(),
+	}
+	ev.Source.Position, _ = formatPosition(ev.Position)
+	var err error
+	if old != nil {
+		if ev.Before, err = r.row(rel, old, nil); err != nil {
+			return err
+		}
+	}
+	if new != nil {
+		if ev.After, err = r.row(rel, new, ev.Before); err != nil {
+			return err
+		}
+	}
+	return r.emit(ctx, item{ev: ev, isEv: true, bytes: ev.Size()})
+}
+
+// row decodes a tuple. An unchanged TOASTed column takes its value from the
+// old tuple when that holds it (REPLICA IDENTITY FULL), and is otherwise
+// marked connectors.Unchanged.
+func (r *receiver) row(rel *relation, t *pglogrepl.TupleData, before []connectors.Value) ([]connectors.Value, error) {
+	if int(t.ColumnNum) != len(rel.schema.Columns) {
+		return nil, fmt.Errorf("postgres: table %s: a row has %d columns, its relation %d", rel.schema.Table, t.ColumnNum, len(rel.schema.Columns))
+	}
+	vals := make([]connectors.Value, len(t.Columns))
+	for i, c := range t.Columns {
+		switch c.DataType {
+		case pglogrepl.TupleDataTypeNull:
+		case pglogrepl.TupleDataTypeToast:
+			if before != nil && before[i] != nil && !connectors.IsUnchanged(before[i]) {
+				vals[i] = before[i]
+			} else {
+				vals[i] = connectors.Unchanged
+			}
+		case pglogrepl.TupleDataTypeText:
+			v, err := decodeText(&rel.schema.Columns[i], c.Data)
+			if err != nil {
+				return nil, fmt.Errorf("postgres: table %s column %s: %w", rel.schema.Table, rel.schema.Columns[i].Name, err)
+			}
+			vals[i] = v
+		default:
+			return nil, fmt.Errorf("postgres: table %s column %s: unexpected tuple data type %q", rel.schema.Table, rel.schema.Columns[i].Name, c.DataType)
+		}
+	}
+	return vals, nil
+}
