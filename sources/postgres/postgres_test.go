@@ -196,3 +196,20 @@ func TestTableWithoutKeyIsAClearError(t *testing.T) {
 		t.Fatalf("Open = %v; want an error naming the table and the fix", err)
 	}
 }
+
+func TestCheckReportsProblemsWithoutChangingAnything(t *testing.T) {
+	f := newFixture(t)
+	s := f.source(t)
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatalf("Check on a good setup: %v", err)
+	}
+	var slots, pubs int
+	f.conn.QueryRow(context.Background(), "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1), (SELECT count(*) FROM pg_publication WHERE pubname = $1)", f.name).Scan(&slots, &pubs)
+	if slots != 0 || pubs != 0 {
+		t.Fatalf("Check created %d slots and %d publications; it must change nothing", slots, pubs)
+	}
+	s.cfg.Tables = []string{f.schema + ".missing"}
+	if err := s.Check(context.Background()); err == nil || !contains(err.Error(), "matches no table") {
+		t.Fatalf("Check with a missing table = %v", err)
+	}
+}
