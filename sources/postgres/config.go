@@ -25,7 +25,7 @@ type Config struct {
 	Tables            []string          `yaml:"tables" required:"true" doc:"tables to capture, as schema.table or schema.* (every table of the schema)"`
 	Slot              string            `yaml:"slot" doc:"replication slot name; default tapline_<pipeline>"`
 	Publication       string            `yaml:"publication" doc:"publication name; default tapline_<pipeline>"`
-	Snapshot          string            `yaml:"snapshot" doc:"never: stream changes from the slot's start (initial and initial_only are not built yet)"`
+	Snapshot          string            `yaml:"snapshot" doc:"initial: read every table at the slot's consistent point, then stream; never: stream only; initial_only: read the tables and finish"`
 	Heartbeat         time.Duration     `yaml:"heartbeat" doc:"interval of heartbeat messages written through the slot so that it advances while the captured tables are idle; 0 turns them off"`
 	StatusInterval    time.Duration     `yaml:"status_interval" doc:"interval of standby status updates (the acknowledged position) to the server"`
 	DropSlotOnClose   bool              `yaml:"drop_slot_on_close" doc:"drop the replication slot when the source closes (for throwaway pipelines; a dropped slot loses its position)"`
@@ -35,7 +35,7 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Snapshot:          "never",
+		Snapshot:          "initial",
 		Heartbeat:         10 * time.Second,
 		StatusInterval:    10 * time.Second,
 		CreatePublication: true,
@@ -47,8 +47,10 @@ var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_$]{0,62}$`)
 // Validate checks the config without connecting.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Snapshot != "never" {
-		errs = append(errs, fmt.Errorf("snapshot: %q is not available yet; use never", c.Snapshot))
+	switch c.Snapshot {
+	case "initial", "never", "initial_only":
+	default:
+		errs = append(errs, fmt.Errorf("snapshot: %q: want initial, never or initial_only", c.Snapshot))
 	}
 	for _, t := range c.Tables {
 		if !strings.Contains(t, ".") {

@@ -9,7 +9,9 @@ import (
 	"github.com/tapline/tapline/connectors"
 )
 
-// Positions are connectors.TxPosition values:
+// Positions during the initial snapshot are snapshot positions (see
+// snapPos), which sort before every streaming position. Streaming positions
+// are connectors.TxPosition values:
 //
 //   - an event: (the transaction's commit LSN, its 1-based ordinal);
 //   - the end of a transaction, and heartbeats: (an LSN L, 0), meaning
@@ -21,6 +23,13 @@ import (
 
 // formatPosition shows a position as "LSN:ordinal", e.g. "0/16B3748:3".
 func formatPosition(p connectors.Position) (string, error) {
+	if isSnapPos(p) {
+		sp, err := decodeSnapPos(p)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("snapshot@%s:table%d:row%d", pglogrepl.LSN(sp.CP), sp.Table, sp.Row), nil
+	}
 	tp, err := connectors.DecodeTxPosition(p)
 	if err != nil {
 		return "", err

@@ -68,6 +68,7 @@ func (f *fixture) source(t *testing.T) *Source {
 	cfg.Slot, cfg.Publication = f.name, f.name
 	cfg.StatusInterval = 200 * time.Millisecond
 	cfg.Heartbeat = 0
+	cfg.Snapshot = "never"
 	s, err := New(cfg, connectors.Runtime{Pipeline: f.name})
 	if err != nil {
 		t.Fatal(err)

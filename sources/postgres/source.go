@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -82,13 +83,23 @@ func New(cfg Config, rt connectors.Runtime) (*Source, error) {
 // exist, and starts streaming after pos.
 func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 	var stored connectors.TxPosition
-	if pos != nil {
+	var resume *snapPos
+	switch {
+	case pos == nil:
+	case isSnapPos(pos):
+		sp, err := decodeSnapPos(pos)
+		if err != nil {
+			return fmt.Errorf("postgres: stored position: %w", err)
+		}
+		resume = &sp
+	default:
 		tp, err := connectors.DecodeTxPosition(pos)
 		if err != nil {
 			return fmt.Errorf("postgres: stored position %s is not a Postgres position: %w", pos, err)
 		}
 		stored = tp
 	}
+	needSnap := s.cfg.Snapshot != "never" && (pos == nil || resume != nil)
 	pool, err := pxpool(ctx, s.cfg.DSN.Reveal())
 	if err != nil {
 		return err
@@ -115,6 +126,7 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 	if err != nil {
 		return err
 	}
+	var exported string // the slot's exported snapshot, when it was just created
 	rconn, err := pgconn.ConnectConfig(ctx, rcfg)
 	if err != nil {
 		return fmt.Errorf("postgres: open a replication connection: %s", connectors.RedactDSN(err.Error()))
@@ -124,12 +136,17 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 	case !st.exists && pos != nil:
 		return &SlotMissingError{Slot: s.slot, Position: s.format(pos)}
 	case !st.exists:
+		action := "NOEXPORT_SNAPSHOT"
+		if needSnap {
+			action = "EXPORT_SNAPSHOT"
+		}
 		res, err := pglogrepl.CreateReplicationSlot(ctx, rconn, s.slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
 		if err != nil {
 			return classify(fmt.Errorf("postgres: create replication slot %q: %w", s.slot, err))
 		}
 		s.log.Info("created replication slot", "slot", s.slot, "consistent_point", res.ConsistentPoint)
+		st.confirmed, exported = res.ConsistentPoint, res.SnapshotName
 	case st.wrongKind || st.plugin != "pgoutput":
 		return fmt.Errorf("postgres: replication slot %q exists but is not a logical pgoutput slot (plugin %q); choose another slot name", s.slot, st.plugin)
 	case st.wrongDB:
@@ -137,30 +154,63 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 	case st.active:
 		return connectors.Retryable(fmt.Errorf("postgres: replication slot %q is in use by another process (pid %d); only one reader per slot", s.slot, st.activePID))
 	}
-	if pos != nil {
+	if pos != nil && resume == nil {
 		s.acked.Store(stored.Commit)
 	}
-	err = pglogrepl.StartReplication(ctx, rconn, s.slot, 0, pglogrepl.StartReplicationOptions{
-		Mode: pglogrepl.LogicalReplication,
-		PluginArgs: []string{
-			"proto_version '1'",
-			fmt.Sprintf("publication_names '%s'", s.pub),
-			"messages 'true'",
-		},
-	})
-	if err != nil {
-		return classify(fmt.Errorf("postgres: start replication on slot %q: %w", s.slot, err))
+	start := func(ctx context.Context) error {
+		err := pglogrepl.StartReplication(ctx, rconn, s.slot, 0, pglogrepl.StartReplicationOptions{
+			Mode: pglogrepl.LogicalReplication,
+			PluginArgs: []string{
+				"proto_version '1'",
+				fmt.Sprintf("publication_names '%s'", s.pub),
+				"messages 'true'",
+			},
+		})
+		if err != nil {
+			return classify(fmt.Errorf("postgres: start replication on slot %q: %w", s.slot, err))
+		}
+		s.log.Info("streaming", "slot", s.slot, "publication", s.pub, "tables", len(tables), "after", s.format(pos))
+		return nil
 	}
-	s.log.Info("streaming", "slot", s.slot, "publication", s.pub, "tables", len(tables), "after", s.format(pos))
+	var snap *snapshot
+	if needSnap {
+		cp, err := pglogrepl.ParseLSN(st.confirmed)
+		if err != nil && resume == nil {
+			return fmt.Errorf("postgres: slot %q has no consistent point to snapshot at (%q)", s.slot, st.confirmed)
+		}
+		if snap, err = s.beginSnapshot(ctx, exported, tables); err != nil {
+			return err
+		}
+		snap.cp, snap.from = uint64(cp), resume
+		if resume != nil {
+			snap.cp = resume.CP
+		}
+	} else if err := start(ctx); err != nil {
+		return err
+	}
 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.out = make(chan item, 1024)
 	s.done = make(chan struct{})
-	r := &receiver{src: s, conn: rconn, stored: stored, hasStored: pos != nil, relations: map[uint32]*relation{}}
+	r := &receiver{src: s, conn: rconn, stored: stored, hasStored: pos != nil && resume == nil, relations: map[uint32]*relation{}}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		err := r.run(rctx)
+		err := func() error {
+			if snap != nil {
+				defer snap.conn.Close(context.Background())
+				if err := snap.run(rctx, r); err != nil {
+					return err
+				}
+				if s.cfg.Snapshot == "initial_only" {
+					return io.EOF
+				}
+				if err := start(rctx); err != nil {
+					return err
+				}
+			}
+			return r.run(rctx)
+		}()
 		if rctx.Err() == nil {
 			s.err = err
 		}
@@ -194,6 +244,43 @@ func (s *Source) waitSlotInactive(ctx context.Context) (slotState, error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// beginSnapshot opens the snapshot's connection and transaction: at the
+// slot's exported snapshot when there is one, so that the rows read and the
+// changes streamed after the consistent point fit exactly; otherwise (an
+// interrupted snapshot going on, or a slot that already existed) at a fresh
+// snapshot, later than the slot's position, whose rows the stream then
+// brings up to date.
+func (s *Source) beginSnapshot(ctx context.Context, exported string, tables []connectors.TableID) (*snapshot, error) {
+	cfg, err := pgx.ParseConfig(s.cfg.DSN.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("postgres: dsn: %s", connectors.RedactDSN(err.Error()))
+	}
+	for k, v := range map[string]string{"TimeZone": "UTC", "IntervalStyle": "iso_8601", "DateStyle": "ISO, YMD", "extra_float_digits": "3"} {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, classify(fmt.Errorf("postgres: snapshot connection: %s", connectors.RedactDSN(err.Error())))
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("postgres: snapshot: begin: %w", err)
+	}
+	if exported != "" {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+exported+"'"); err != nil {
+			conn.Close(ctx)
+			return nil, fmt.Errorf("postgres: snapshot: import the slot's snapshot %s: %w", exported, err)
+		}
+	}
+	sn := &snapshot{src: s, tx: tx, conn: conn, chunk: 5000}
+	if err := sn.loadTables(ctx, tables); err != nil {
+		conn.Close(ctx)
+		return nil, err
+	}
+	return sn, nil
 }
 
 func pxpool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
@@ -291,6 +378,12 @@ func (s *Source) ReadBatch(ctx context.Context, lim connectors.Limits) (connecto
 				return b, nil
 			}
 		case <-s.done:
+			if s.drain(take) {
+				return b, nil
+			}
+			if b.Last != nil {
+				return b, nil
+			}
 			return b, s.stopped()
 		case <-ctx.Done():
 			return b, ctx.Err()
@@ -311,9 +404,25 @@ func (s *Source) ReadBatch(ctx context.Context, lim connectors.Limits) (connecto
 		case <-timer:
 			return b, nil
 		case <-s.done:
+			s.drain(take)
 			return b, nil // what is read is returned; the error comes next call
 		case <-ctx.Done():
 			return b, nil
+		}
+	}
+}
+
+// drain takes what the stopped receiver left in the channel; it reports
+// whether the batch filled up.
+func (s *Source) drain(take func(item) bool) (full bool) {
+	for {
+		select {
+		case it := <-s.out:
+			if !take(it) {
+				return true
+			}
+		default:
+			return false
 		}
 	}
 }
@@ -328,6 +437,9 @@ func (s *Source) stopped() error {
 // Ack confirms pos's LSN as flushed; the receiver sends it with its next
 // status update (at once if it is waiting).
 func (s *Source) Ack(ctx context.Context, pos connectors.Position) error {
+	if isSnapPos(pos) {
+		return nil // the slot stays at the snapshot's consistent point
+	}
 	tp, err := connectors.DecodeTxPosition(pos)
 	if err != nil {
 		return fmt.Errorf("postgres: ack: %w", err)
