@@ -1,0 +1,152 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/tapline/tapline/connectors"
+)
+
+func readN(t *testing.T, s *Source, n int) []connectors.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var evs []connectors.Event
+	for len(evs) < n {
+		b, err := s.ReadBatch(ctx, connectors.Limits{MaxEvents: 100, MaxWait: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("ReadBatch after %d events: %v", len(evs), err)
+		}
+		evs = append(evs, b.Events...)
+	}
+	return evs
+}
+
+func named(ev connectors.Event) map[string]any {
+	out := map[string]any{}
+	for i, c := range ev.Schema.Columns {
+		v := ev.After[i]
+		if j, ok := v.(connectors.JSON); ok {
+			v = string(j)
+		}
+		out[c.Name] = v
+	}
+	return out
+}
+
+// ALTER TABLE mid-stream yields events with the new schema version, and
+// values stay under their own column names.
+func TestSchemaChangeMidStream(t *testing.T) {
+	f := newFixture(t)
+	s := f.source(t)
+	ctx := context.Background()
+	if err := s.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	tbl := f.schema + ".items"
+	f.exec(fmt.Sprintf("INSERT INTO %s (id, name, qty) VALUES (1, 'a', 10)", tbl))
+	f.exec(fmt.Sprintf("ALTER TABLE %s ADD COLUMN color text", tbl))
+	f.exec(fmt.Sprintf("INSERT INTO %s (id, name, qty, color) VALUES (2, 'b', 20, 'red')", tbl))
+	f.exec(fmt.Sprintf("ALTER TABLE %s DROP COLUMN qty", tbl))
+	f.exec(fmt.Sprintf("INSERT INTO %s (id, name, color) VALUES (3, 'c', 'blue')", tbl))
+	f.exec(fmt.Sprintf("ALTER TABLE %s ALTER COLUMN name TYPE varchar(20)", tbl))
+	f.exec(fmt.Sprintf("UPDATE %s SET name = 'cc' WHERE id = 3", tbl))
+	evs := readN(t, s, 4)
+	checks := []struct {
+		version int
+		want    string
+	}{
+		{1, "map[doc:<nil> id:1 name:a price:<nil> qty:10]"},
+		{2, "map[color:red doc:<nil> id:2 name:b price:<nil> qty:20]"},
+		{3, "map[color:blue doc:<nil> id:3 name:c price:<nil>]"},
+		{3, "map[color:blue doc:<nil> id:3 name:cc price:<nil>]"}, // 4 once varchar(20) is told from text
+	}
+	for i, c := range checks {
+		got := fmt.Sprint(named(evs[i]))
+		if evs[i].Schema.Version < c.version || (i < 3 && evs[i].Schema.Version != c.version) || got != c.want {
+			t.Errorf("event %d: version %d %s; want version %d %s", i, evs[i].Schema.Version, got, c.version, c.want)
+		}
+	}
+}
+
+// An update that leaves a TOASTed column alone marks it Unchanged (never
+// null or a placeholder); under REPLICA IDENTITY FULL the value comes from
+// the old row.
+func TestUnchangedToastedColumn(t *testing.T) {
+	f := newFixture(t)
+	tbl := f.schema + ".items"
+	f.exec(fmt.Sprintf("ALTER TABLE %s ALTER COLUMN name SET STORAGE EXTERNAL", tbl))
+	s := f.source(t)
+	ctx := context.Background()
+	if err := s.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	// 10 kB of text that does not compress much, stored out of line.
+	f.exec(fmt.Sprintf("INSERT INTO %s (id, name, qty) SELECT 1, string_agg(md5(g::text), ''), 1 FROM generate_series(1, 320) g", tbl))
+	f.exec(fmt.Sprintf("UPDATE %s SET qty = 2 WHERE id = 1", tbl))
+	f.exec(fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL", tbl))
+	f.exec(fmt.Sprintf("UPDATE %s SET qty = 3 WHERE id = 1", tbl))
+	evs := readN(t, s, 3)
+	inserted, _ := evs[0].After[1].(string)
+	if len(inserted) != 320*32 {
+		t.Fatalf("inserted name has %d bytes, want %d", len(inserted), 320*32)
+	}
+	if !connectors.IsUnchanged(evs[1].After[1]) || evs[1].After[2] != int64(2) {
+		t.Errorf("update under the default identity: name=%T qty=%v; want Unchanged and 2", evs[1].After[1], evs[1].After[2])
+	}
+	if got, _ := evs[2].After[1].(string); got != inserted || evs[2].After[2] != int64(3) {
+		t.Errorf("update under REPLICA IDENTITY FULL: name has %d bytes (want the full value from the old row), qty=%v", len(got), evs[2].After[2])
+	}
+	if evs[2].Before == nil || evs[2].Before[2] != int64(2) {
+		t.Errorf("REPLICA IDENTITY FULL before image = %v, want the old row", evs[2].Before)
+	}
+}
+
+// With the captured table idle and another table busy, heartbeats let the
+// slot's confirmed position advance, so WAL does not pile up.
+func TestHeartbeatAdvancesIdleSlot(t *testing.T) {
+	f := newFixture(t)
+	f.exec(fmt.Sprintf("CREATE TABLE %s.busy (id serial PRIMARY KEY, v text)", f.schema))
+	s := f.source(t)
+	s.cfg.Heartbeat = 100 * time.Millisecond
+	ctx := context.Background()
+	if err := s.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	confirmed := func() pglogrepl.LSN {
+		var l string
+		if err := f.conn.QueryRow(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", f.name).Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		lsn, _ := pglogrepl.ParseLSN(l)
+		return lsn
+	}
+	start := confirmed()
+	var end pglogrepl.LSN
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for end <= start {
+		f.exec(fmt.Sprintf("INSERT INTO %s.busy (v) SELECT md5(g::text) FROM generate_series(1, 100) g", f.schema))
+		b, err := s.ReadBatch(rctx, connectors.Limits{MaxEvents: 100, MaxWait: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("ReadBatch: %v (confirmed_flush_lsn stayed at %s)", err, start)
+		}
+		if len(b.Events) > 0 {
+			t.Fatalf("got %d events from the idle table", len(b.Events))
+		}
+		if b.Last != nil {
+			if err := s.Ack(ctx, b.Last); err != nil {
+				t.Fatal(err)
+			}
+		}
+		end = confirmed()
+	}
+	t.Logf("confirmed_flush_lsn moved from %s to %s on heartbeats alone", start, end)
+}
