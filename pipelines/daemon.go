@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tapline/tapline/connectors"
 	"github.com/tapline/tapline/offsets"
 )
@@ -182,8 +184,12 @@ func (p *Pipeline) Job(dataDir string, store offsets.Store, log *slog.Logger, m 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var reg prometheus.Registerer
+	if m != nil {
+		reg = m.Registerer
+	}
 	rt := func(name string) connectors.Runtime {
-		return connectors.Runtime{Pipeline: p.Name, DataDir: dataDir, Logger: log.With("connector", name)}
+		return connectors.Runtime{Pipeline: p.Name, DataDir: dataDir, Logger: log.With("connector", name), Metrics: reg}
 	}
 	src, err := p.Source.Reg.NewSource(p.Source.Config, rt(p.Source.Type))
 	if err != nil {

@@ -11,6 +11,10 @@ import (
 // Metrics are the engine's Prometheus metrics, labelled by pipeline. One
 // Metrics serves every pipeline of a process.
 type Metrics struct {
+	// Registerer is where connectors register their own metrics (it is
+	// passed to them as connectors.Runtime.Metrics); nil means nowhere.
+	Registerer prometheus.Registerer
+
 	eventsRead    *prometheus.CounterVec
 	eventsWritten *prometheus.CounterVec
 	batches       *prometheus.CounterVec
@@ -49,6 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tapline_pipeline_restarts_total",
 			Help: "Times the daemon restarted the pipeline after a failure."}, l),
 	}
+	m.Registerer = reg
 	if reg != nil {
 		reg.MustRegister(m.eventsRead, m.eventsWritten, m.batches, m.errors, m.rejected, m.lag, m.lastCommit, m.batchSeconds, m.up, m.restarts)
 	}

@@ -28,6 +28,7 @@ type Config struct {
 	Snapshot          string            `yaml:"snapshot" doc:"initial: read every table at the slot's consistent point, then stream; never: stream only; initial_only: read the tables and finish"`
 	Heartbeat         time.Duration     `yaml:"heartbeat" doc:"interval of heartbeat messages written through the slot so that it advances while the captured tables are idle; 0 turns them off"`
 	StatusInterval    time.Duration     `yaml:"status_interval" doc:"interval of standby status updates (the acknowledged position) to the server"`
+	SlotLagWarn       int64             `yaml:"slot_lag_warn" doc:"log a warning when the slot holds back more than this many bytes of WAL (metric tapline_postgres_slot_lag_bytes); 0 turns the warning off"`
 	DropSlotOnClose   bool              `yaml:"drop_slot_on_close" doc:"drop the replication slot when the source closes (for throwaway pipelines; a dropped slot loses its position)"`
 	CreatePublication bool              `yaml:"create_publication" doc:"create the publication, and add missing tables to it, if needed"`
 }
@@ -39,6 +40,7 @@ func DefaultConfig() Config {
 		Heartbeat:         10 * time.Second,
 		StatusInterval:    10 * time.Second,
 		CreatePublication: true,
+		SlotLagWarn:       1 << 30,
 	}
 }
 

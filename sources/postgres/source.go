@@ -219,6 +219,7 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 	if s.cfg.Heartbeat > 0 {
 		wg.Go(func() { s.heartbeat(rctx) })
 	}
+	wg.Go(func() { s.watchLag(rctx) })
 	go func() {
 		wg.Wait()
 		close(s.done)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tapline/tapline/connectors"
 )
@@ -149,4 +150,43 @@ func TestHeartbeatAdvancesIdleSlot(t *testing.T) {
 		end = confirmed()
 	}
 	t.Logf("confirmed_flush_lsn moved from %s to %s on heartbeats alone", start, end)
+}
+
+// The slot's lag is exported as a metric: with changes not acknowledged it
+// grows above zero.
+func TestSlotLagMetric(t *testing.T) {
+	f := newFixture(t)
+	s := f.source(t)
+	reg := prometheus.NewRegistry()
+	s.rt.Metrics = reg
+	ctx := context.Background()
+	if err := s.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	f.exec(fmt.Sprintf("INSERT INTO %s.items (id, name) SELECT g, md5(g::text) FROM generate_series(1, 2000) g", f.schema))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		lag := -1.0
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "tapline_postgres_slot_lag_bytes" {
+				for _, m := range mf.GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "pipeline" && l.GetValue() == f.name {
+							lag = m.GetGauge().GetValue()
+						}
+					}
+				}
+			}
+		}
+		if lag > 0 {
+			t.Logf("slot lag %v bytes", lag)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tapline_postgres_slot_lag_bytes = %v after 15s of unacknowledged changes", lag)
+		}
+		time.Sleep(50 * time.Millisecond) // the metric is sampled every status_interval
+	}
 }
