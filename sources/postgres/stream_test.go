@@ -190,3 +190,40 @@ func TestSlotLagMetric(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // the metric is sampled every status_interval
 	}
 }
+
+// A partitioned table is captured through its root: changes to any
+// partition come as events of the root table. A table added to the config
+// later is added to the publication.
+func TestPartitionedTableThroughRootAndTablesAddedLater(t *testing.T) {
+	f := newFixture(t)
+	f.exec(fmt.Sprintf(`CREATE TABLE %[1]s.m (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE %[1]s.m_eu PARTITION OF %[1]s.m FOR VALUES IN ('eu');
+		CREATE TABLE %[1]s.m_us PARTITION OF %[1]s.m FOR VALUES IN ('us')`, f.schema))
+	s := f.source(t)
+	s.cfg.Tables = []string{f.schema + ".m"}
+	ctx := context.Background()
+	if err := s.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.exec(fmt.Sprintf("INSERT INTO %s.m VALUES (1, 'eu'), (2, 'us')", f.schema))
+	evs := readN(t, s, 2)
+	for _, ev := range evs {
+		if ev.Table().String() != f.schema+".m" || len(ev.Schema.KeyColumns()) != 2 {
+			t.Errorf("event of %s with key %v; want the root table %s.m with the composite key", ev.Table(), ev.Key(), f.schema)
+		}
+	}
+	s.Close(ctx)
+
+	// Add items to the config: the publication gains it.
+	s2 := f.source(t)
+	s2.cfg.Tables = []string{f.schema + ".m", f.schema + ".items"}
+	if err := s2.Open(ctx, evs[1].Position); err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close(ctx)
+	f.exec(fmt.Sprintf("INSERT INTO %s.items (id, name) VALUES (7, 'seven')", f.schema))
+	got := readN(t, s2, 1)
+	if got[0].Table().Name != "items" || got[0].After[0] != int64(7) {
+		t.Fatalf("after adding items: %s %v", got[0].Table(), got[0].After)
+	}
+}
