@@ -29,6 +29,7 @@ type Config struct {
 	Heartbeat         time.Duration     `yaml:"heartbeat" doc:"interval of heartbeat messages written through the slot so that it advances while the captured tables are idle; 0 turns them off"`
 	StatusInterval    time.Duration     `yaml:"status_interval" doc:"interval of standby status updates (the acknowledged position) to the server"`
 	SlotLagWarn       int64             `yaml:"slot_lag_warn" doc:"log a warning when the slot holds back more than this many bytes of WAL (metric tapline_postgres_slot_lag_bytes); 0 turns the warning off"`
+	DecodingWorkMem   string            `yaml:"decoding_work_mem" doc:"the walsender's logical_decoding_work_mem (e.g. 64MB); a transaction larger than this is streamed to tapline before it commits and kept on disk until it does; empty keeps the server's setting"`
 	DropSlotOnClose   bool              `yaml:"drop_slot_on_close" doc:"drop the replication slot when the source closes (for throwaway pipelines; a dropped slot loses its position)"`
 	CreatePublication bool              `yaml:"create_publication" doc:"create the publication, and add missing tables to it, if needed"`
 }

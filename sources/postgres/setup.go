@@ -181,7 +181,7 @@ func readSlot(ctx context.Context, pool *pgxpool.Pool, slot string) (slotState, 
 // replicationConfig derives the replication connection's config: a
 // walsender for logical replication whose output functions print
 // timestamps in UTC and intervals in ISO 8601.
-func replicationConfig(dsn string) (*pgconn.Config, error) {
+func replicationConfig(dsn, workMem string) (*pgconn.Config, error) {
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: dsn: %s", connectors.RedactDSN(err.Error()))
@@ -191,6 +191,9 @@ func replicationConfig(dsn string) (*pgconn.Config, error) {
 	cfg.RuntimeParams["IntervalStyle"] = "iso_8601"
 	cfg.RuntimeParams["DateStyle"] = "ISO, YMD"
 	cfg.RuntimeParams["extra_float_digits"] = "3"
+	if workMem != "" {
+		cfg.RuntimeParams["logical_decoding_work_mem"] = workMem
+	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "tapline"
 	}

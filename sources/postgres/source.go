@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,9 +48,11 @@ type Source struct {
 	done   chan struct{} // closed when the receiver and heartbeat goroutines are gone
 	err    error         // why the receiver stopped; read after done
 
-	pending   *item // an item read but not yet returned (it did not fit the batch)
-	closeOnce sync.Once
-	closeErr  error
+	pending *item // an item read but not yet returned (it did not fit the batch)
+
+	streamed, streamAborted atomic.Int64 // streamed transactions committed and aborted
+	closeOnce               sync.Once
+	closeErr                error
 }
 
 // Runtime is connectors.Runtime; an alias keeps signatures short.
@@ -122,7 +125,7 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 	if err != nil {
 		return err
 	}
-	rcfg, err := replicationConfig(s.cfg.DSN.Reveal())
+	rcfg, err := replicationConfig(s.cfg.DSN.Reveal(), s.cfg.DecodingWorkMem)
 	if err != nil {
 		return err
 	}
@@ -161,9 +164,10 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 		err := pglogrepl.StartReplication(ctx, rconn, s.slot, 0, pglogrepl.StartReplicationOptions{
 			Mode: pglogrepl.LogicalReplication,
 			PluginArgs: []string{
-				"proto_version '1'",
+				"proto_version '2'",
 				fmt.Sprintf("publication_names '%s'", s.pub),
 				"messages 'true'",
+				"streaming 'on'",
 			},
 		})
 		if err != nil {
@@ -321,6 +325,14 @@ func (s *Source) format(p connectors.Position) string {
 		return f
 	}
 	return p.String()
+}
+
+// spillDir is where streamed transactions wait for their commit.
+func (s *Source) spillDir() string {
+	if s.rt.DataDir == "" {
+		return "" // the system's temporary directory
+	}
+	return filepath.Join(s.rt.DataDir, "spill", s.rt.Pipeline)
 }
 
 // heartbeat writes a non-transactional logical message through the slot

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -37,11 +38,26 @@ type receiver struct {
 
 	lastStatus time.Time
 	sentLSN    uint64
+
+	// pgoutput v2 streaming of in-progress transactions
+	inStream  bool
+	streamXid uint32
+	spills    map[uint32]*spill
+}
+
+// discardSpills removes the spill files of transactions still open.
+func (r *receiver) discardSpills() {
+	for xid, sp := range r.spills {
+		sp.discard()
+		delete(r.spills, xid)
+	}
 }
 
 func (r *receiver) run(ctx context.Context) error {
 	s := r.src
 	r.versions = map[connectors.TableID]int{}
+	r.spills = map[uint32]*spill{}
+	defer r.discardSpills()
 	for {
 		if err := r.maybeStatus(ctx, false); err != nil {
 			return err
@@ -131,13 +147,115 @@ func (r *receiver) emit(ctx context.Context, it item) error {
 }
 
 func (r *receiver) message(ctx context.Context, data []byte) error {
-	msg, err := pglogrepl.Parse(data)
+	if len(data) == 0 {
+		return nil
+	}
+	switch pglogrepl.MessageType(data[0]) {
+	case pglogrepl.MessageTypeStreamStart:
+		msg, err := pglogrepl.ParseV2(data, false)
+		if err != nil {
+			return fmt.Errorf("postgres: decode stream start: %w", err)
+		}
+		r.inStream, r.streamXid = true, msg.(*pglogrepl.StreamStartMessageV2).Xid
+		if r.spills[r.streamXid] == nil {
+			sp, err := newSpill(r.src.spillDir(), r.streamXid)
+			if err != nil {
+				return err
+			}
+			r.spills[r.streamXid] = sp
+		}
+		return nil
+	case pglogrepl.MessageTypeStreamStop:
+		r.inStream = false
+		return nil
+	case pglogrepl.MessageTypeStreamAbort:
+		msg, err := pglogrepl.ParseV2(data, false)
+		if err != nil {
+			return fmt.Errorf("postgres: decode stream abort: %w", err)
+		}
+		m := msg.(*pglogrepl.StreamAbortMessageV2)
+		if sp := r.spills[m.Xid]; sp != nil {
+			if m.SubXid == m.Xid || m.SubXid == 0 {
+				r.src.streamAborted.Add(1)
+				sp.discard()
+				delete(r.spills, m.Xid)
+			} else {
+				sp.aborted[m.SubXid] = true
+			}
+		}
+		return nil
+	case pglogrepl.MessageTypeStreamCommit:
+		msg, err := pglogrepl.ParseV2(data, false)
+		if err != nil {
+			return fmt.Errorf("postgres: decode stream commit: %w", err)
+		}
+		return r.streamCommit(ctx, msg.(*pglogrepl.StreamCommitMessageV2))
+	}
+	if r.inStream {
+		// A change of a transaction still in progress: keep it until its
+		// commit, on disk. In a stream every message carries its
+		// (sub)transaction id right after the type byte.
+		if len(data) < 5 {
+			return fmt.Errorf("postgres: streamed message %q too short", data[0])
+		}
+		return r.spills[r.streamXid].add(binary.BigEndian.Uint32(data[1:5]), data)
+	}
+	return r.decoded(ctx, data, false)
+}
+
+// streamCommit emits the changes of a streamed transaction, now committed,
+// as one transaction at its commit position.
+func (r *receiver) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMessageV2) error {
+	sp := r.spills[m.Xid]
+	delete(r.spills, m.Xid)
+	r.src.streamed.Add(1)
+	r.inTx, r.commit, r.xid, r.commitTs, r.ordinal = true, uint64(m.CommitLSN), m.Xid, m.CommitTime, 0
+	if sp != nil {
+		defer sp.discard()
+		if err := sp.replay(func(msg []byte) error { return r.decoded(ctx, msg, true) }); err != nil {
+			return err
+		}
+	}
+	r.inTx = false
+	end := connectors.TxPosition{Commit: uint64(m.TransactionEndLSN)}
+	if r.skip(end) {
+		return nil
+	}
+	return r.emit(ctx, item{last: end.Encode()})
+}
+
+// decoded handles one pgoutput message; inStream says whether it was
+// written inside a stream (and so carries a transaction id).
+func (r *receiver) decoded(ctx context.Context, data []byte, inStream bool) error {
+	msg, err := pglogrepl.ParseV2(data, inStream)
 	if err != nil {
 		return fmt.Errorf("postgres: decode pgoutput message %q: %w", data[0], err)
 	}
 	switch m := msg.(type) {
-	case *pglogrepl.RelationMessage:
-		return r.relation(m)
+	case *pglogrepl.RelationMessageV2:
+		return r.relation(&m.RelationMessage)
+	case *pglogrepl.InsertMessageV2:
+		return r.change(ctx, connectors.OpCreate, m.RelationID, nil, m.Tuple)
+	case *pglogrepl.UpdateMessageV2:
+		return r.change(ctx, connectors.OpUpdate, m.RelationID, m.OldTuple, m.NewTuple)
+	case *pglogrepl.DeleteMessageV2:
+		return r.change(ctx, connectors.OpDelete, m.RelationID, m.OldTuple, nil)
+	case *pglogrepl.TruncateMessageV2:
+		for _, id := range m.RelationIDs {
+			if err := r.change(ctx, connectors.OpTruncate, id, nil, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	case *pglogrepl.LogicalDecodingMessageV2:
+		if !m.Transactional && m.Prefix == heartbeatPrefix {
+			hb := connectors.TxPosition{Commit: uint64(m.LSN)}
+			if r.skip(hb) {
+				return nil
+			}
+			return r.emit(ctx, item{last: hb.Encode()})
+		}
+		return nil
 	case *pglogrepl.BeginMessage:
 		r.inTx, r.commit, r.xid, r.commitTs, r.ordinal = true, uint64(m.FinalLSN), m.Xid, m.CommitTime, 0
 	case *pglogrepl.CommitMessage:
@@ -149,26 +267,6 @@ func (r *receiver) message(ctx context.Context, data []byte) error {
 			return nil
 		}
 		return r.emit(ctx, item{last: end.Encode()})
-	case *pglogrepl.InsertMessage:
-		return r.change(ctx, connectors.OpCreate, m.RelationID, nil, m.Tuple)
-	case *pglogrepl.UpdateMessage:
-		return r.change(ctx, connectors.OpUpdate, m.RelationID, m.OldTuple, m.NewTuple)
-	case *pglogrepl.DeleteMessage:
-		return r.change(ctx, connectors.OpDelete, m.RelationID, m.OldTuple, nil)
-	case *pglogrepl.TruncateMessage:
-		for _, id := range m.RelationIDs {
-			if err := r.change(ctx, connectors.OpTruncate, id, nil, nil); err != nil {
-				return err
-			}
-		}
-	case *pglogrepl.LogicalDecodingMessage:
-		if !m.Transactional && m.Prefix == heartbeatPrefix {
-			hb := connectors.TxPosition{Commit: uint64(m.LSN)}
-			if r.skip(hb) {
-				return nil
-			}
-			return r.emit(ctx, item{last: hb.Encode()})
-		}
 	}
 	return nil
 }

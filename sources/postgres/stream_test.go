@@ -227,3 +227,77 @@ func TestPartitionedTableThroughRootAndTablesAddedLater(t *testing.T) {
 		t.Fatalf("after adding items: %s %v", got[0].Table(), got[0].After)
 	}
 }
+
+// Transactions larger than logical_decoding_work_mem are streamed before
+// they commit (pgoutput v2) and kept on disk: a committed one arrives whole
+// at its commit position, an aborted one and a rolled-back savepoint emit
+// nothing.
+func TestStreamedTransactions(t *testing.T) {
+	f := newFixture(t)
+	s := f.source(t)
+	s.cfg.DecodingWorkMem = "64kB"
+	s.rt.DataDir = t.TempDir()
+	ctx := context.Background()
+	if err := s.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	tbl := f.schema + ".items"
+	// Aborted: 5,000 rows, streamed, then rolled back.
+	tx, err := f.conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s (id, name) SELECT g, md5(g::text) FROM generate_series(1, 5000) g", tbl)); err != nil {
+		t.Fatal(err)
+	}
+	tx.Rollback(ctx)
+	// Committed, with a rolled-back savepoint in the middle.
+	tx, err = f.conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		fmt.Sprintf("INSERT INTO %s (id, name) SELECT g, md5(g::text) FROM generate_series(10001, 14000) g", tbl),
+		"SAVEPOINT sp",
+		fmt.Sprintf("INSERT INTO %s (id, name) SELECT g, md5(g::text) FROM generate_series(20001, 24000) g", tbl),
+		"ROLLBACK TO SAVEPOINT sp",
+		fmt.Sprintf("INSERT INTO %s (id, name) SELECT g, md5(g::text) FROM generate_series(30001, 31000) g", tbl),
+	} {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.exec(fmt.Sprintf("INSERT INTO %s (id, name) VALUES (99999, 'after')", tbl))
+	evs := readN(t, s, 5001)
+	if len(evs) != 5001 {
+		t.Fatalf("read %d events, want 5001", len(evs))
+	}
+	for i, ev := range evs[:5000] {
+		id := ev.After[0].(int64)
+		want := int64(10001 + i)
+		if i >= 4000 {
+			want = int64(30001 + i - 4000)
+		}
+		if id != want {
+			t.Fatalf("event %d has id %d, want %d (aborted rows must not appear; order must hold)", i, id, want)
+		}
+		tp, _ := connectors.DecodeTxPosition(ev.Position)
+		if tp.Ordinal != uint32(i+1) || ev.Tx.TotalOrder != int64(i+1) {
+			t.Fatalf("event %d at ordinal %d, want %d", i, tp.Ordinal, i+1)
+		}
+	}
+	if evs[5000].After[0] != int64(99999) {
+		t.Fatalf("last event %v, want the row inserted after the big transaction", evs[5000].After)
+	}
+	if s.streamed.Load() != 1 || s.streamAborted.Load() != 1 {
+		t.Errorf("%d streamed transactions committed and %d aborted; want 1 and 1 (were they streamed at all?)", s.streamed.Load(), s.streamAborted.Load())
+	}
+	left, _ := filepathGlob(s.spillDir() + "/*")
+	if len(left) != 0 {
+		t.Errorf("spill files left behind: %v", left)
+	}
+}
