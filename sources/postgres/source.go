@@ -146,7 +146,7 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 		res, err := pglogrepl.CreateReplicationSlot(ctx, rconn, s.slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
 		if err != nil {
-			return classify(fmt.Errorf("postgres: create replication slot %q: %w", s.slot, err))
+			return classify(slotCreateError(s.slot, err))
 		}
 		s.log.Info("created replication slot", "slot", s.slot, "consistent_point", res.ConsistentPoint)
 		st.confirmed, exported = res.ConsistentPoint, res.SnapshotName
@@ -303,6 +303,21 @@ func pxpool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 		return nil, connectors.Retryable(fmt.Errorf("postgres: connect: %s", connectors.RedactDSN(err.Error())))
 	}
 	return pool, nil
+}
+
+// slotCreateError explains the usual reasons a slot cannot be created.
+func slotCreateError(slot string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "53400": // configuration_limit_exceeded
+			return fmt.Errorf("postgres: create replication slot %q: all replication slots are in use: drop unused ones "+
+				"(SELECT slot_name FROM pg_replication_slots WHERE NOT active), or raise max_replication_slots and restart the server: %w", slot, err)
+		case "42501": // insufficient_privilege
+			return fmt.Errorf("postgres: create replication slot %q: the user lacks the REPLICATION privilege (ALTER ROLE <user> REPLICATION): %w", slot, err)
+		}
+	}
+	return fmt.Errorf("postgres: create replication slot %q: %w", slot, err)
 }
 
 // classify marks connection-level failures as retryable.
