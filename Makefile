@@ -6,7 +6,7 @@ BIN      ?= bin/tapline
 PKGS     ?= ./...
 TIMEOUT  ?= 15m
 
-.PHONY: all build test test-short services vet fmt bench clean demo
+.PHONY: all build test test-short services vet fmt bench bench-postgres clean demo
 
 all: build
 
@@ -38,6 +38,10 @@ test-short:
 ## bench: benchmarks of the pure packages (codec, offsets); connector benchmarks have their own targets
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./connectors/... ./offsets/...
+
+## bench-postgres: the Postgres source against pg_recvlogical and a raw pglogrepl drain (TAPLINE_BENCH_ROWS, default 1,000,000)
+bench-postgres: services
+	$(GO) test -run '^$$' -bench Drain -benchtime=1x -v -timeout 60m ./sources/postgres/
 
 fmt:
 	gofmt -w .
