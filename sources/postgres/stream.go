@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -35,6 +36,9 @@ type receiver struct {
 	xid      uint32
 	commitTs time.Time
 	ordinal  uint32
+	xidStr   string // the transaction's id and commit LSN as text, made once per transaction
+	lsnStr   string
+	extra    []connectors.Field // shared, read-only, by the transaction's events
 
 	lastStatus time.Time
 	sentLSN    uint64
@@ -209,7 +213,7 @@ func (r *receiver) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMe
 	sp := r.spills[m.Xid]
 	delete(r.spills, m.Xid)
 	r.src.streamed.Add(1)
-	r.inTx, r.commit, r.xid, r.commitTs, r.ordinal = true, uint64(m.CommitLSN), m.Xid, m.CommitTime, 0
+	r.begin(uint64(m.CommitLSN), m.Xid, m.CommitTime)
 	if sp != nil {
 		defer sp.discard()
 		if err := sp.replay(func(msg []byte) error { return r.decoded(ctx, msg, true) }); err != nil {
@@ -257,7 +261,7 @@ func (r *receiver) decoded(ctx context.Context, data []byte, inStream bool) erro
 		}
 		return nil
 	case *pglogrepl.BeginMessage:
-		r.inTx, r.commit, r.xid, r.commitTs, r.ordinal = true, uint64(m.FinalLSN), m.Xid, m.CommitTime, 0
+		r.begin(uint64(m.FinalLSN), m.Xid, m.CommitTime)
 	case *pglogrepl.CommitMessage:
 		r.inTx = false
 		// Everything that committed before the end of this transaction is
@@ -269,6 +273,14 @@ func (r *receiver) decoded(ctx context.Context, data []byte, inStream bool) erro
 		return r.emit(ctx, item{last: end.Encode()})
 	}
 	return nil
+}
+
+// begin starts a transaction that commits at commit.
+func (r *receiver) begin(commit uint64, xid uint32, ts time.Time) {
+	r.inTx, r.commit, r.xid, r.commitTs, r.ordinal = true, commit, xid, ts, 0
+	r.xidStr = strconv.FormatUint(uint64(xid), 10)
+	r.lsnStr = pglogrepl.LSN(commit).String()
+	r.extra = []connectors.Field{{Name: "lsn", Value: r.lsnStr}}
 }
 
 // skip reports whether p was delivered before the restart.
@@ -344,13 +356,13 @@ func (r *receiver) change(ctx context.Context, op connectors.Op, relID uint32, o
 			Table:     rel.schema.Table.Name,
 			TxID:      int64(r.xid),
 			TsMs:      r.commitTs.UnixMilli(),
-			Extra:     []connectors.Field{{Name: "lsn", Value: pglogrepl.LSN(r.commit).String()}},
+			Extra:     r.extra,
+			Position:  r.lsnStr + ":" + strconv.FormatUint(uint64(r.ordinal), 10),
 		},
-		Tx:       connectors.TxInfo{ID: fmt.Sprint(r.xid), TotalOrder: int64(r.ordinal)},
+		Tx:       connectors.TxInfo{ID: r.xidStr, TotalOrder: int64(r.ordinal)},
 		TsMs:     time.Now().UnixMilli(),
 		Position: pos.Encode(),
 	}
-	ev.Source.Position, _ = formatPosition(ev.Position)
 	var err error
 	if old != nil {
 		if ev.Before, err = r.row(rel, old, nil); err != nil {
