@@ -98,7 +98,8 @@ type SourceInfo struct {
 	TsMs     int64 // commit time at the origin in ms since the Unix epoch
 	Snapshot bool  // true for events read by a snapshot
 	// Extra holds connector-specific fields (for example "lsn", "gtid",
-	// "file", "pos"), written into the event's source block in order.
+	// "file", "pos"), written into the event's source block in order. The
+	// slice may be shared by several events: copy it before changing it.
 	Extra []Field
 }
 
