@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tapline/tapline/connectors"
+	"github.com/tapline/tapline/internal/pgconv"
 )
 
 // Snapshot positions sort before every streaming position (their tag 'S' is
@@ -56,6 +57,7 @@ func decodeSnapPos(p connectors.Position) (snapPos, error) {
 type snapTable struct {
 	id       connectors.TableID
 	schema   *connectors.Schema
+	cols     []pgconv.Column
 	keyCols  []int    // indexes of the key columns
 	keyTypes []string // their SQL types, for casting resume values
 	estimate int64
@@ -86,7 +88,8 @@ func (sn *snapshot) loadTables(ctx context.Context, ids []connectors.TableID) er
 		if err != nil {
 			return fmt.Errorf("postgres: snapshot: read the columns of %s: %w", id, err)
 		}
-		var cols []connectors.Column
+		var rcs []*pglogrepl.RelationMessageColumn
+		var keys []int
 		var types []string
 		t := snapTable{id: id}
 		for rows.Next() {
@@ -97,14 +100,23 @@ func (sn *snapshot) loadTables(ctx context.Context, ids []connectors.TableID) er
 				rows.Close()
 				return err
 			}
-			c := column(&rc)
-			c.Key = key
-			cols = append(cols, c)
+			rcs = append(rcs, &rc)
+			keys = append(keys, key)
 			types = append(types, typ)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		decoders, err := sn.src.columns(ctx, rcs)
+		if err != nil {
+			return err
+		}
+		t.cols = decoders
+		cols := make([]connectors.Column, len(decoders))
+		for i := range decoders {
+			cols[i] = decoders[i].Column
+			cols[i].Key = keys[i]
 		}
 		schema, err := connectors.NewSchema(id, 1, cols)
 		if err != nil {
@@ -191,7 +203,7 @@ func (sn *snapshot) table(ctx context.Context, r *receiver, ti uint32, t snapTab
 				if b == nil {
 					continue
 				}
-				v, err := decodeText(&t.schema.Columns[i], b)
+				v, err := t.cols[i].Decode(b)
 				if err != nil {
 					rows.Close()
 					return fmt.Errorf("postgres: snapshot of %s column %s: %w", t.id, t.schema.Columns[i].Name, err)

@@ -51,6 +51,7 @@ type Source struct {
 	pending *item // an item read but not yet returned (it did not fit the batch)
 
 	streamed, streamAborted atomic.Int64 // streamed transactions committed and aborted
+	types                   types
 	closeOnce               sync.Once
 	closeErr                error
 }

@@ -12,13 +12,14 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tapline/tapline/connectors"
+	"github.com/tapline/tapline/internal/pgconv"
 )
 
 // relation is a table as the latest Relation message described it.
 type relation struct {
 	id     uint32
 	schema *connectors.Schema
-	cols   []*pglogrepl.RelationMessageColumn
+	cols   []pgconv.Column
 }
 
 // receiver owns the replication connection.
@@ -290,10 +291,14 @@ func (r *receiver) skip(p connectors.TxPosition) bool {
 
 func (r *receiver) relation(m *pglogrepl.RelationMessage) error {
 	table := connectors.TableID{Schema: m.Namespace, Name: m.RelationName}
+	decoders, err := r.src.columns(context.Background(), m.Columns)
+	if err != nil {
+		return err
+	}
 	cols := make([]connectors.Column, len(m.Columns))
 	key := 0
 	for i, c := range m.Columns {
-		cols[i] = column(c)
+		cols[i] = decoders[i].Column
 		if c.Flags&1 != 0 && m.ReplicaIdentity != 'f' {
 			key++
 			cols[i].Key = key
@@ -322,7 +327,7 @@ func (r *receiver) relation(m *pglogrepl.RelationMessage) error {
 			return fmt.Errorf("postgres: table %s: %w", table, err)
 		}
 		if cand.SameShape(prev.schema) {
-			prev.cols = m.Columns
+			prev.cols = decoders
 			return nil
 		}
 	}
@@ -332,7 +337,7 @@ func (r *receiver) relation(m *pglogrepl.RelationMessage) error {
 	if err != nil {
 		return fmt.Errorf("postgres: table %s: %w", table, err)
 	}
-	r.relations[m.RelationID] = &relation{id: m.RelationID, schema: schema, cols: m.Columns}
+	r.relations[m.RelationID] = &relation{id: m.RelationID, schema: schema, cols: decoders}
 	return nil
 }
 
@@ -395,7 +400,7 @@ func (r *receiver) row(rel *relation, t *pglogrepl.TupleData, before []connector
 				vals[i] = connectors.Unchanged
 			}
 		case pglogrepl.TupleDataTypeText:
-			v, err := decodeText(&rel.schema.Columns[i], c.Data)
+			v, err := rel.cols[i].Decode(c.Data)
 			if err != nil {
 				return nil, fmt.Errorf("postgres: table %s column %s: %w", rel.schema.Table, rel.schema.Columns[i].Name, err)
 			}

@@ -3,59 +3,57 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"sync"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/tapline/tapline/connectors"
+	"github.com/tapline/tapline/internal/pgconv"
 )
 
-// column maps a Relation message column to a tapline column. This is the
-// interim mapping of the common types; the full, lossless one (arrays,
-// ranges, domains, enums, numeric edge cases) replaces it.
-func column(c *pglogrepl.RelationMessageColumn) connectors.Column {
-	col := connectors.Column{Name: c.Name, Nullable: true}
-	switch c.DataType {
-	case pgtype.BoolOID:
-		col.Type, col.Native = connectors.TypeBool, "boolean"
-	case pgtype.Int2OID:
-		col.Type, col.Native = connectors.TypeInt16, "smallint"
-	case pgtype.Int4OID:
-		col.Type, col.Native = connectors.TypeInt32, "integer"
-	case pgtype.Int8OID:
-		col.Type, col.Native = connectors.TypeInt64, "bigint"
-	case pgtype.Float4OID:
-		col.Type, col.Native = connectors.TypeFloat32, "real"
-	case pgtype.Float8OID:
-		col.Type, col.Native = connectors.TypeFloat64, "double precision"
-	case pgtype.NumericOID:
-		col.Type, col.Native = connectors.TypeDecimal, "numeric"
-	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID:
-		col.Type, col.Native = connectors.TypeString, "text"
-	case pgtype.JSONOID, pgtype.JSONBOID:
-		col.Type, col.Native = connectors.TypeJSON, "jsonb"
-	case pgtype.UUIDOID:
-		col.Type, col.Native = connectors.TypeUUID, "uuid"
-	default:
-		col.Type, col.Native = connectors.TypeText, fmt.Sprintf("oid:%d", c.DataType)
-	}
-	return col
+// types caches what pg_type says of the non-built-in types the captured
+// tables use (enums, domains, arrays of them), loaded on first sight.
+type types struct {
+	mu sync.Mutex
+	m  pgconv.TypeMap
 }
 
-// decodeText decodes a text-format value for its column.
-func decodeText(c *connectors.Column, b []byte) (connectors.Value, error) {
-	switch c.Type {
-	case connectors.TypeBool:
-		return len(b) > 0 && b[0] == 't', nil
-	case connectors.TypeInt16, connectors.TypeInt32, connectors.TypeInt64:
-		return strconv.ParseInt(string(b), 10, 64)
-	case connectors.TypeFloat32, connectors.TypeFloat64:
-		return strconv.ParseFloat(string(b), 64)
-	case connectors.TypeJSON:
-		return connectors.JSON(append([]byte(nil), b...)), nil
+// columns resolves Relation message columns (or catalog columns) to decoders,
+// loading the TypeInfo of types not seen before in one query.
+func (s *Source) columns(ctx context.Context, cols []*pglogrepl.RelationMessageColumn) ([]pgconv.Column, error) {
+	s.types.mu.Lock()
+	defer s.types.mu.Unlock()
+	if s.types.m == nil {
+		s.types.m = pgconv.TypeMap{}
 	}
-	return string(b), nil
+	var missing []uint32
+	for _, c := range cols {
+		if _, ok := s.types.m[c.DataType]; !ok && !pgconv.IsBuiltin(c.DataType) {
+			missing = append(missing, c.DataType)
+		}
+	}
+	if len(missing) > 0 {
+		rows, err := s.pool.Query(ctx, pgconv.TypeQuery, missing)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: load type information: %w", err)
+		}
+		for rows.Next() {
+			ti, err := pgconv.ScanTypeInfo(rows.Scan)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("postgres: load type information: %w", err)
+			}
+			s.types.m[ti.OID] = ti
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("postgres: load type information: %w", err)
+		}
+	}
+	out := make([]pgconv.Column, len(cols))
+	for i, c := range cols {
+		out[i] = pgconv.NewColumn(c.Name, c.DataType, c.TypeModifier, s.types.m.Lookup)
+	}
+	return out, nil
 }
 
 // primaryKey returns the primary-key column names of a table, in key order.
