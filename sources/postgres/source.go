@@ -499,8 +499,14 @@ func (s *Source) Close(ctx context.Context) error {
 		}
 		if s.pool != nil {
 			if s.cfg.DropSlotOnClose {
-				if _, err := s.pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.slot); err != nil {
+				// The walsender of the connection just closed takes a moment
+				// to release the slot.
+				if _, err := s.waitSlotInactive(ctx); err != nil {
 					s.closeErr = fmt.Errorf("postgres: drop slot %q: %w", s.slot, err)
+				} else if _, err := s.pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.slot); err != nil {
+					s.closeErr = fmt.Errorf("postgres: drop slot %q: %w", s.slot, err)
+				} else {
+					s.log.Info("dropped replication slot", "slot", s.slot)
 				}
 			}
 			s.pool.Close()

@@ -341,3 +341,33 @@ func TestTypedValuesInSnapshotAndStream(t *testing.T) {
 		t.Errorf("snapshot schema %+v differs from the stream's %+v", evs[0].Schema.Columns, evs[1].Schema.Columns)
 	}
 }
+
+// drop_slot_on_close drops the slot when the source closes, and only then.
+func TestDropSlotOnClose(t *testing.T) {
+	f := newFixture(t)
+	slots := func() int {
+		var n int
+		f.conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", f.name).Scan(&n)
+		return n
+	}
+	ctx := context.Background()
+	s := f.source(t)
+	if err := s.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	if slots() != 1 {
+		t.Fatal("the slot is gone after a plain close")
+	}
+	s = f.source(t)
+	s.cfg.DropSlotOnClose = true
+	if err := s.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if slots() != 0 {
+		t.Fatal("drop_slot_on_close left the slot")
+	}
+}
