@@ -29,19 +29,8 @@ func TestPostgresTwoMillionRowTransactionInBoundedMemory(t *testing.T) {
 	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE SCHEMA %s; CREATE TABLE %s.t (id bigint PRIMARY KEY, v int, s text)", name, name)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for i := 0; i < 50; i++ {
-			var active bool
-			if conn.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&active) != nil || !active {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name)
-		conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+name)
-		conn.Exec(ctx, "DROP SCHEMA "+name+" CASCADE")
-		conn.Close(ctx)
-	})
+	servicetest.DropPostgresLater(t, dsn, name, name, name)
+	t.Cleanup(func() { conn.Close(ctx) })
 	cmd := exec.Command(binary, "source", "postgres", "--dsn", dsn, "--tables", name+".t",
 		"--slot", name, "--publication", name, "--snapshot", "never", "--omit-schema", "--heartbeat", "0s")
 	out, err := cmd.StdoutPipe()

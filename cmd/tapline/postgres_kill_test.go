@@ -115,19 +115,8 @@ func TestPostgresKill9LosesNothing(t *testing.T) {
 	exec(fmt.Sprintf("CREATE SCHEMA %s; CREATE TABLE %s (id bigint PRIMARY KEY, name text NOT NULL, qty bigint NOT NULL)", name, table))
 	exec(fmt.Sprintf("INSERT INTO %s SELECT g, 'item ' || g, 0 FROM generate_series(1, 20000) g", table))
 	dir := t.TempDir()
-	t.Cleanup(func() {
-		for i := 0; i < 50; i++ { // the killed walsender may hold the slot a moment
-			var active bool
-			if conn.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&active) != nil || !active {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name)
-		conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+name)
-		conn.Exec(ctx, "DROP SCHEMA "+name+" CASCADE")
-		conn.Close(ctx)
-	})
+	servicetest.DropPostgresLater(t, dsn, name, name, name)
+	t.Cleanup(func() { conn.Close(ctx) })
 	writeFile(t, filepath.Join(dir, "p.yaml"), fmt.Sprintf(`
 name: pgkill
 source:

@@ -143,3 +143,42 @@ func Name(t testing.TB, prefix string) string {
 	}
 	return n
 }
+
+// DropPostgresLater registers a cleanup that drops a replication slot, a
+// publication and a schema (each if not empty) when the test ends. It waits
+// up to 5s for the slot to be released first: the walsender of a reader
+// that was just closed or killed takes a moment to exit, and a forgotten
+// slot keeps WAL forever.
+func DropPostgresLater(t testing.TB, dsn, slot, publication, schema string) {
+	t.Helper()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("cleanup: connect to postgres: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		if slot != "" {
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; i < 50; i++ {
+				var active bool
+				if conn.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active) != nil || !active {
+					break
+				}
+				<-tick.C
+			}
+			if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot); err != nil {
+				t.Errorf("cleanup: drop replication slot %s: %v", slot, err)
+			}
+		}
+		if publication != "" {
+			conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{publication}.Sanitize())
+		}
+		if schema != "" {
+			conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		}
+	})
+}

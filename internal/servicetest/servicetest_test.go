@@ -27,7 +27,7 @@ func TestPostgresLogicalReplicationWorks(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", slot).Scan(&lsn); err != nil {
 		t.Fatalf("create a logical slot: %v", err)
 	}
-	t.Cleanup(func() { conn.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", slot) })
+	DropPostgresLater(t, dsn, slot, "", "")
 	if lsn == "" {
 		t.Fatal("the slot has no consistent point")
 	}

@@ -54,16 +54,11 @@ func benchWorkload(b *testing.B, workload string, rows int) {
 	must(fmt.Sprintf("CREATE SCHEMA %[1]s; CREATE TABLE %[1]s.t (id bigint PRIMARY KEY, qty int, price numeric(12,2), name text, at timestamptz)", name))
 	must(fmt.Sprintf("CREATE PUBLICATION %[1]s FOR TABLE %[1]s.t", name))
 	slots := []string{name + "_recv", name + "_raw", name + "_tap", name + "_warm"}
+	servicetest.DropPostgresLater(b, dsn, "", name, name)
 	for _, s := range slots {
 		must(fmt.Sprintf("SELECT pg_create_logical_replication_slot('%s', 'pgoutput')", s))
+		servicetest.DropPostgresLater(b, dsn, s, "", "")
 	}
-	defer func() {
-		for _, s := range slots {
-			conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s)
-		}
-		conn.Exec(ctx, "DROP PUBLICATION "+name)
-		conn.Exec(ctx, "DROP SCHEMA "+name+" CASCADE")
-	}()
 	// The workload: 1,000-row transactions.
 	events := 0
 	for lo := 1; lo <= rows; lo += 1000 {

@@ -34,22 +34,8 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{t: t, dsn: dsn, conn: conn, name: servicetest.Name(t, "tl")}
 	f.schema = f.name
 	f.exec(fmt.Sprintf(`CREATE SCHEMA %s; CREATE TABLE %s.items (id bigint PRIMARY KEY, name text, qty integer, price numeric(10,2), doc jsonb)`, f.schema, f.schema))
-	t.Cleanup(func() {
-		ctx := context.Background()
-		// The slot may still be held for a moment by an exiting walsender.
-		for i := 0; i < 50; i++ {
-			var active bool
-			err := conn.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", f.name).Scan(&active)
-			if err != nil || !active {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", f.name)
-		conn.Exec(ctx, fmt.Sprintf("DROP PUBLICATION IF EXISTS %s", f.name))
-		conn.Exec(ctx, fmt.Sprintf("DROP SCHEMA %s CASCADE", f.schema))
-		conn.Close(ctx)
-	})
+	servicetest.DropPostgresLater(t, dsn, f.name, f.name, f.schema)
+	t.Cleanup(func() { conn.Close(context.Background()) })
 	return f
 }
 
