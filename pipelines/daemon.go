@@ -208,12 +208,10 @@ func (p *Pipeline) Job(dataDir string, store offsets.Store, log *slog.Logger, m 
 		Limits:         p.Batch,
 		OnError:        p.OnError,
 		Retry:          p.Retry,
+		Transforms:     p.TransformChain(),
 		FormatPosition: p.Source.Reg.FormatPosition,
 		Logger:         log,
 		Metrics:        m,
-	}
-	for _, t := range p.Transforms {
-		job.Transforms = append(job.Transforms, t.Transform)
 	}
 	if p.DLQ != nil {
 		if job.DLQ, err = p.DLQ.Reg.NewSink(p.DLQ.Config, rt("dlq-"+p.DLQ.Type)); err != nil {

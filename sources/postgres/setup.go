@@ -150,16 +150,15 @@ func ensurePublication(ctx context.Context, pool *pgxpool.Pool, name string, tab
 
 // slotState is what pg_replication_slots says of a slot.
 type slotState struct {
-	exists     bool
-	active     bool
-	activePID  int32
-	plugin     string
-	confirmed  string
-	wrongKind  bool
-	wrongDB    bool
-	currentDB  string
-	slotDB     string
-	restartLSN string
+	exists    bool
+	active    bool
+	activePID int32
+	plugin    string
+	confirmed string
+	wrongKind bool
+	wrongDB   bool
+	currentDB string
+	slotDB    string
 }
 
 func readSlot(ctx context.Context, pool *pgxpool.Pool, slot string) (slotState, error) {
@@ -178,6 +177,16 @@ func readSlot(ctx context.Context, pool *pgxpool.Pool, slot string) (slotState, 
 	return st, nil
 }
 
+// outputSettings make the server print values the way internal/pgconv
+// decodes them; the walsender and the snapshot's connection both use them,
+// so that a snapshot row and a streamed row of the same value agree.
+var outputSettings = map[string]string{
+	"TimeZone":           "UTC",
+	"IntervalStyle":      "iso_8601",
+	"DateStyle":          "ISO, YMD",
+	"extra_float_digits": "3",
+}
+
 // replicationConfig derives the replication connection's config: a
 // walsender for logical replication whose output functions print
 // timestamps in UTC and intervals in ISO 8601.
@@ -187,10 +196,9 @@ func replicationConfig(dsn, workMem string) (*pgconn.Config, error) {
 		return nil, fmt.Errorf("postgres: dsn: %s", connectors.RedactDSN(err.Error()))
 	}
 	cfg.RuntimeParams["replication"] = "database"
-	cfg.RuntimeParams["TimeZone"] = "UTC"
-	cfg.RuntimeParams["IntervalStyle"] = "iso_8601"
-	cfg.RuntimeParams["DateStyle"] = "ISO, YMD"
-	cfg.RuntimeParams["extra_float_digits"] = "3"
+	for k, v := range outputSettings {
+		cfg.RuntimeParams[k] = v
+	}
 	if workMem != "" {
 		cfg.RuntimeParams["logical_decoding_work_mem"] = workMem
 	}

@@ -33,7 +33,7 @@ func init() {
 // make the server drop the connection.
 type Source struct {
 	cfg  Config
-	rt   Runtime
+	rt   connectors.Runtime
 	log  *slog.Logger
 	slot string
 	pub  string
@@ -55,9 +55,6 @@ type Source struct {
 	closeOnce               sync.Once
 	closeErr                error
 }
-
-// Runtime is connectors.Runtime; an alias keeps signatures short.
-type Runtime = connectors.Runtime
 
 // item is one decoded thing the receiver hands to ReadBatch: an event, or a
 // position to advance to (a commit, a heartbeat).
@@ -263,7 +260,7 @@ func (s *Source) beginSnapshot(ctx context.Context, exported string, tables []co
 	if err != nil {
 		return nil, fmt.Errorf("postgres: dsn: %s", connectors.RedactDSN(err.Error()))
 	}
-	for k, v := range map[string]string{"TimeZone": "UTC", "IntervalStyle": "iso_8601", "DateStyle": "ISO, YMD", "extra_float_digits": "3"} {
+	for k, v := range outputSettings {
 		cfg.RuntimeParams[k] = v
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)

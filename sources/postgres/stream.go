@@ -32,7 +32,6 @@ type receiver struct {
 	versions  map[connectors.TableID]int
 
 	// the transaction being decoded
-	inTx     bool
 	commit   uint64
 	xid      uint32
 	commitTs time.Time
@@ -42,7 +41,6 @@ type receiver struct {
 	extra    []connectors.Field // shared, read-only, by the transaction's events
 
 	lastStatus time.Time
-	sentLSN    uint64
 
 	// pgoutput v2 streaming of in-progress transactions
 	inStream  bool
@@ -127,7 +125,6 @@ func (r *receiver) maybeStatus(ctx context.Context, force bool) error {
 		return classify(fmt.Errorf("postgres: send status update: %w", err))
 	}
 	r.lastStatus = time.Now()
-	r.sentLSN = uint64(lsn)
 	return nil
 }
 
@@ -221,7 +218,6 @@ func (r *receiver) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMe
 			return err
 		}
 	}
-	r.inTx = false
 	end := connectors.TxPosition{Commit: uint64(m.TransactionEndLSN)}
 	if r.skip(end) {
 		return nil
@@ -264,7 +260,6 @@ func (r *receiver) decoded(ctx context.Context, data []byte, inStream bool) erro
 	case *pglogrepl.BeginMessage:
 		r.begin(uint64(m.FinalLSN), m.Xid, m.CommitTime)
 	case *pglogrepl.CommitMessage:
-		r.inTx = false
 		// Everything that committed before the end of this transaction is
 		// done: acknowledging (end, 0) lets the server skip it on restart.
 		end := connectors.TxPosition{Commit: uint64(m.TransactionEndLSN)}
@@ -278,7 +273,7 @@ func (r *receiver) decoded(ctx context.Context, data []byte, inStream bool) erro
 
 // begin starts a transaction that commits at commit.
 func (r *receiver) begin(commit uint64, xid uint32, ts time.Time) {
-	r.inTx, r.commit, r.xid, r.commitTs, r.ordinal = true, commit, xid, ts, 0
+	r.commit, r.xid, r.commitTs, r.ordinal = commit, xid, ts, 0
 	r.xidStr = strconv.FormatUint(uint64(xid), 10)
 	r.lsnStr = pglogrepl.LSN(commit).String()
 	r.extra = []connectors.Field{{Name: "lsn", Value: r.lsnStr}}
