@@ -130,6 +130,11 @@ func (r *receiver) maybeStatus(ctx context.Context, force bool) error {
 
 // emit hands an item to ReadBatch, sending status updates while it waits.
 func (r *receiver) emit(ctx context.Context, it item) error {
+	select { // the usual case: room in the channel, no timer needed
+	case r.src.out <- it:
+		return nil
+	default:
+	}
 	for {
 		wait := time.Until(r.lastStatus.Add(r.src.cfg.StatusInterval))
 		t := time.NewTimer(max(wait, time.Millisecond))
