@@ -129,3 +129,29 @@ func (r Runtime) Log() *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
+
+// ShadowSink is a view sink that can be rebuilt by replay (`tapline
+// rebuild`): a second instance of it, told to use shadow tables, is filled
+// from the start of the log while the live view keeps serving, then
+// promoted in one step.
+type ShadowSink interface {
+	Sink
+	// UseShadow, called before Open, makes the sink write every table into
+	// a shadow copy (emptied when Open finds one left by an earlier,
+	// abandoned rebuild) and keep its stored positions apart from the live
+	// ones, leaving the live view untouched.
+	UseShadow()
+	// Promote atomically replaces the live tables and stored positions with
+	// the shadow ones: a reader sees the old view or the new one, never a
+	// mix or an empty table. The sink is then closed.
+	Promote(ctx context.Context) error
+}
+
+// Backlogger is a source that can tell how far it is behind the end of
+// what it reads (messages left in a log), for the lag metric and to know
+// when a rebuild has caught up.
+type Backlogger interface {
+	// Backlog returns the number of events (or messages) after the last
+	// one ReadBatch returned that are already in the log.
+	Backlog(ctx context.Context) (int64, error)
+}

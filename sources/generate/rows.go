@@ -1,6 +1,7 @@
 package generate
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"time"
@@ -191,3 +192,14 @@ var names = func() []connectors.Value {
 	}
 	return out
 }()
+
+func init() {
+	connectors.RegisterOriginOrder("generate", func(a, b string) (int, bool) {
+		pa, errA := connectors.ParseTxPosition(a)
+		pb, errB := connectors.ParseTxPosition(b)
+		if errA != nil || errB != nil {
+			return 0, false
+		}
+		return bytes.Compare(pa.Encode(), pb.Encode()), true
+	})
+}

@@ -24,3 +24,22 @@ func TestSlotCreateErrorsSayWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+func TestCompareLSNPosition(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+		ok   bool
+	}{
+		{"0/16B3748:1", "0/16B3748:2", -1, true},
+		{"1/0:1", "0/FFFFFFFF:9", 1, true},
+		{"0/16B3748", "0/16B3748:1", -1, true},
+		{"0/16B3748:3", "0/16B3748:3", 0, true},
+		{"snapshot:public.t:1", "0/1:1", 0, false},
+	} {
+		got, ok := CompareLSNPosition(c.a, c.b)
+		if got != c.want || ok != c.ok {
+			t.Errorf("CompareLSNPosition(%q, %q) = %d, %v; want %d, %v", c.a, c.b, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
@@ -55,3 +56,50 @@ func parsePosition(s string) (connectors.Position, error) {
 
 // PositionFormat is the readable form of this source's positions.
 var PositionFormat = connectors.PositionFormat{Format: formatPosition, Parse: parsePosition}
+
+func init() {
+	connectors.RegisterOriginOrder("postgres", CompareLSNPosition)
+}
+
+// CompareLSNPosition orders two Postgres origin positions: an LSN
+// ("16/B374D848", as pg_current_wal_lsn() prints it) optionally followed by
+// ":ORDINAL" (the form events carry). A bare LSN sorts before every event
+// of a transaction committed at that LSN. Snapshot positions cannot be
+// ordered.
+func CompareLSNPosition(a, b string) (int, bool) {
+	la, oa, okA := parseLSNPosition(a)
+	lb, ob, okB := parseLSNPosition(b)
+	if !okA || !okB {
+		return 0, false
+	}
+	switch {
+	case la != lb:
+		return cmpUint(la, lb), true
+	default:
+		return cmpUint(oa, ob), true
+	}
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func parseLSNPosition(s string) (lsn, ord uint64, ok bool) {
+	l, o, hasOrd := strings.Cut(s, ":")
+	v, err := pglogrepl.ParseLSN(l)
+	if err != nil {
+		return 0, 0, false
+	}
+	if hasOrd {
+		if ord, err = strconv.ParseUint(o, 10, 32); err != nil {
+			return 0, 0, false
+		}
+	}
+	return uint64(v), ord, true
+}
