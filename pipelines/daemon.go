@@ -56,6 +56,7 @@ type Daemon struct {
 
 	mu     sync.Mutex
 	status map[string]*Status
+	sinks  map[string]connectors.Sink // the running pipelines' sinks, for Wait
 }
 
 // Run runs every pipeline until ctx is cancelled (or every pipeline has
@@ -72,6 +73,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	d.status = make(map[string]*Status, len(d.Pipelines))
+	d.sinks = make(map[string]connectors.Sink, len(d.Pipelines))
 	for _, p := range d.Pipelines {
 		d.status[p.Name] = &Status{Name: p.Name, State: StateStarting, Since: time.Now()}
 	}
@@ -175,6 +177,14 @@ func (d *Daemon) runOnce(ctx context.Context, p *Pipeline, log *slog.Logger) err
 	}
 	job.ShutdownTimeout = d.ShutdownTimeout
 	d.set(p.Name, StateRunning, nil)
+	d.mu.Lock()
+	d.sinks[p.Name] = job.Sink
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.sinks, p.Name)
+		d.mu.Unlock()
+	}()
 	return Run(ctx, job)
 }
 

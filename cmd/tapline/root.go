@@ -41,6 +41,7 @@ connector at a time with 'tapline source' and 'tapline sink'.`,
 		newConnectorsCmd(),
 		newSourceCmd(g),
 		newSinkCmd(g),
+		newWaitCmd(),
 		newVersionCmd(),
 	)
 	return root

@@ -34,7 +34,8 @@ the others. SIGINT or SIGTERM stops reading, makes what was read durable,
 commits and acknowledges it, and exits 0.
 
 The daemon serves /healthz, /readyz, /metrics (Prometheus) and
-/v1/pipelines (status as JSON) on --http.`,
+/v1/pipelines (status as JSON) on --http, and
+/v1/pipelines/NAME/wait?position=P for read-your-writes (see tapline wait).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := g.logger(os.Stderr)
@@ -100,6 +101,9 @@ func serveHTTP(ctx context.Context, addr string, d *pipelines.Daemon, reg *prome
 	mux.HandleFunc("GET /v1/pipelines", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, d.Statuses())
 	})
+	mux.HandleFunc("GET /v1/pipelines/{name}/wait", func(w http.ResponseWriter, r *http.Request) {
+		serveWait(w, r, d)
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -117,6 +121,51 @@ func serveHTTP(ctx context.Context, addr string, d *pipelines.Daemon, reg *prome
 		srv.Shutdown(sctx)
 	})
 	return ln.Addr().String(), nil
+}
+
+// maxWaitTimeout caps the timeout a wait request may ask for.
+const maxWaitTimeout = 5 * time.Minute
+
+// serveWait answers GET /v1/pipelines/{name}/wait?position=P[&origin=O]
+// [&timeout=D]: 200 once the view has applied P, 408 on timeout, with the
+// applied positions in both cases.
+func serveWait(w http.ResponseWriter, r *http.Request, d *pipelines.Daemon) {
+	q := r.URL.Query()
+	timeout := 10 * time.Second
+	if t := q.Get("timeout"); t != "" {
+		v, err := time.ParseDuration(t)
+		if err != nil || v <= 0 || v > maxWaitTimeout {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("timeout %q: want a duration between 1ms and %s, e.g. 5s", t, maxWaitTimeout))
+			return
+		}
+		timeout = v
+	}
+	pos := q.Get("position")
+	if pos == "" {
+		httpError(w, http.StatusBadRequest, "position is required, e.g. ?position=0/16B3748 (Postgres: SELECT pg_current_wal_lsn() after your commit)")
+		return
+	}
+	res, err := d.Wait(r.Context(), r.PathValue("name"), q.Get("origin"), pos, timeout)
+	switch {
+	case errors.Is(err, pipelines.ErrUnknownPipeline):
+		httpError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, pipelines.ErrNotView):
+		httpError(w, http.StatusConflict, err.Error())
+	case err != nil:
+		httpError(w, http.StatusServiceUnavailable, err.Error())
+	case !res.Reached:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusRequestTimeout)
+		json.NewEncoder(w).Encode(res)
+	default:
+		writeJSON(w, res)
+	}
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
