@@ -16,6 +16,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -181,4 +182,52 @@ func DropPostgresLater(t testing.TB, dsn, slot, publication, schema string) {
 			conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 		}
 	})
+}
+
+// PostgresDatabase creates a fresh database named name on the test Postgres
+// and returns its DSN. When the test ends, the replication slots of that
+// database are dropped (once their readers have let go) and then the
+// database itself.
+func PostgresDatabase(t testing.TB, name string) string {
+	t.Helper()
+	dsn := PostgresDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("postgres: create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("cleanup: connect to postgres: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		for i := 0; i < 100; i++ {
+			var active int
+			if conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE database = $1 AND active", name).Scan(&active) != nil || active == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1", name); err != nil {
+			t.Errorf("cleanup: drop the replication slots of %s: %v", name, err)
+		}
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("cleanup: drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("postgres DSN: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
 }
