@@ -155,3 +155,11 @@ type Backlogger interface {
 	// one ReadBatch returned that are already in the log.
 	Backlog(ctx context.Context) (int64, error)
 }
+
+// Dropper is a source that keeps state upstream (a replication slot, a
+// publication, a durable consumer) and can release it for good:
+// `tapline source NAME --drop-slot`. Drop is called instead of Open; the
+// position stored for the source is meaningless afterwards.
+type Dropper interface {
+	Drop(ctx context.Context) error
+}

@@ -53,7 +53,7 @@ func singleCmd(g *globals, kind connectors.Kind, name string) *cobra.Command {
 	var fields []connectors.FieldDoc
 	hasPath := false
 	var maxEvents int
-	var omitSchema bool
+	var omitSchema, drop bool
 	cmd := &cobra.Command{
 		Use:   name,
 		Short: reg.Summary,
@@ -87,6 +87,13 @@ func singleCmd(g *globals, kind connectors.Kind, name string) *cobra.Command {
 				if job.Source, err = reg.NewSource(cfg, rt); err != nil {
 					return err
 				}
+				if drop {
+					dropper, ok := job.Source.(connectors.Dropper)
+					if !ok {
+						return &exitError{code: 2, msg: fmt.Sprintf("--drop-slot: the %s source keeps nothing upstream to drop", name)}
+					}
+					return dropper.Drop(cmd.Context())
+				}
 				if job.Sink, err = stdioSink(rt, omitSchema); err != nil {
 					return err
 				}
@@ -115,6 +122,7 @@ func singleCmd(g *globals, kind connectors.Kind, name string) *cobra.Command {
 	cmd.Flags().IntVar(&maxEvents, "batch-max-events", 0, fmt.Sprintf("events per batch (default %d)", pipelines.DefaultLimits.MaxEvents))
 	if kind == connectors.KindSource {
 		cmd.Flags().BoolVar(&omitSchema, "omit-schema", false, "leave the per-event schema block out of the JSON lines")
+		cmd.Flags().BoolVar(&drop, "drop-slot", false, "drop what the source keeps upstream (Postgres: the replication slot, and the publication if tapline manages it) and exit; a pipeline's stored position is useless afterwards")
 	}
 	return cmd
 }

@@ -511,3 +511,38 @@ func (s *Source) Close(ctx context.Context) error {
 	})
 	return s.closeErr
 }
+
+// Drop removes the source's replication slot and, when tapline manages it
+// (create_publication), its publication. A slot in use by a running reader
+// is not dropped: stop that pipeline first.
+func (s *Source) Drop(ctx context.Context) error {
+	pool, err := pxpool(ctx, s.cfg.DSN.Reveal())
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	s.pool = pool
+	defer func() { s.pool = nil }()
+	st, err := s.waitSlotInactive(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: slot %q: %w", s.slot, err)
+	}
+	switch {
+	case st.active:
+		return fmt.Errorf("postgres: slot %q is in use by the process with PID %d; stop the pipeline that reads it first", s.slot, st.activePID)
+	case st.exists:
+		if _, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.slot); err != nil {
+			return fmt.Errorf("postgres: drop slot %q: %w", s.slot, err)
+		}
+		s.log.Info("dropped replication slot", "slot", s.slot)
+	default:
+		s.log.Info("no replication slot to drop", "slot", s.slot)
+	}
+	if s.cfg.CreatePublication {
+		if _, err := pool.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{s.pub}.Sanitize()); err != nil {
+			return fmt.Errorf("postgres: drop publication %q: %w", s.pub, err)
+		}
+		s.log.Info("dropped publication", "publication", s.pub)
+	}
+	return nil
+}
