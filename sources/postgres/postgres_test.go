@@ -196,7 +196,7 @@ func TestCheckReportsProblemsWithoutChangingAnything(t *testing.T) {
 		t.Fatalf("Check created %d slots and %d publications; it must change nothing", slots, pubs)
 	}
 	s.cfg.Tables = []string{f.schema + ".missing"}
-	if err := s.Check(context.Background()); err == nil || !contains(err.Error(), "matches no table") {
+	if err := s.Check(context.Background()); err == nil || !contains(err.Error(), "does not exist in this database") {
 		t.Fatalf("Check with a missing table = %v", err)
 	}
 }

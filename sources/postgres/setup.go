@@ -87,8 +87,12 @@ func resolveTables(ctx context.Context, pool *pgxpool.Pool, patterns []string) (
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		if n == 0 {
-			return nil, fmt.Errorf("postgres: tables: %q matches no table", p)
+		switch {
+		case n == 0 && name == "*":
+			return nil, fmt.Errorf("postgres: tables: %q matches no table (does schema %q exist in this database?)", p, schema)
+		case n == 0:
+			return nil, fmt.Errorf("postgres: tables: table %s does not exist in this database (dropped, or misspelt?); "+
+				"remove it from the pipeline's tables, or create it, then restart", p)
 		}
 	}
 	return out, nil
