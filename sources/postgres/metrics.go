@@ -15,24 +15,37 @@ var slotLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Help: "WAL the server keeps for the pipeline's replication slot (pg_current_wal_lsn() - confirmed_flush_lsn).",
 }, []string{"pipeline", "slot"})
 
-// registerMetrics registers the source's metrics once per registry.
-func registerMetrics(reg prometheus.Registerer) *prometheus.GaugeVec {
+// snapRows and snapEstimate are an initial snapshot's progress per table:
+// rows read so far, and the planner's estimate of the table's rows.
+var (
+	snapRows = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tapline_postgres_snapshot_rows",
+		Help: "Rows the initial snapshot has read from the table so far.",
+	}, []string{"pipeline", "table"})
+	snapEstimate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tapline_postgres_snapshot_rows_estimated",
+		Help: "The planner's estimate of the table's rows (pg_class.reltuples) when its snapshot started.",
+	}, []string{"pipeline", "table"})
+)
+
+// register registers c once per registry and returns the registered one.
+func register(reg prometheus.Registerer, c *prometheus.GaugeVec) *prometheus.GaugeVec {
 	if reg == nil {
-		return slotLag
+		return c
 	}
-	if err := reg.Register(slotLag); err != nil {
+	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			return are.ExistingCollector.(*prometheus.GaugeVec)
 		}
 	}
-	return slotLag
+	return c
 }
 
 // watchLag measures the slot's lag every interval, exports it and warns
 // when it passes the configured threshold.
 func (s *Source) watchLag(ctx context.Context) {
-	gauge := registerMetrics(s.rt.Metrics).WithLabelValues(s.rt.Pipeline, s.slot)
+	gauge := register(s.rt.Metrics, slotLag).WithLabelValues(s.rt.Pipeline, s.slot)
 	t := time.NewTicker(s.cfg.StatusInterval)
 	defer t.Stop()
 	warned := false

@@ -187,6 +187,9 @@ func (sn *snapshot) table(ctx context.Context, r *receiver, ti uint32, t snapTab
 		return fmt.Errorf("postgres: snapshot of %s: %w", t.id, err)
 	}
 	s.log.Info("snapshot of table starting", "table", t.id.String(), "estimated_rows", t.estimate, "resume_after_rows", row)
+	progress := register(s.rt.Metrics, snapRows).WithLabelValues(s.rt.Pipeline, t.id.String())
+	register(s.rt.Metrics, snapEstimate).WithLabelValues(s.rt.Pipeline, t.id.String()).Set(float64(t.estimate))
+	progress.Set(float64(row))
 	lastLog := time.Now()
 	for {
 		rows, err := sn.tx.Query(ctx, fmt.Sprintf("FETCH %d FROM %s", sn.chunk, cursor), pgx.QueryExecModeSimpleProtocol)
@@ -233,6 +236,7 @@ func (sn *snapshot) table(ctx context.Context, r *receiver, ti uint32, t snapTab
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("postgres: snapshot of %s: %w", t.id, err)
 		}
+		progress.Set(float64(row))
 		if time.Since(lastLog) > 10*time.Second {
 			s.log.Info("snapshot progress", "table", t.id.String(), "rows", row, "estimated_rows", t.estimate)
 			lastLog = time.Now()

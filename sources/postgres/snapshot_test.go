@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tapline/tapline/connectors"
 )
@@ -254,12 +255,15 @@ func TestInterruptedSnapshotGoesOn(t *testing.T) {
 	}
 }
 
-// initial_only reads the tables and finishes.
+// initial_only reads the tables and finishes; its progress is exported as
+// metrics.
 func TestInitialOnlyFinishes(t *testing.T) {
 	f := newFixture(t)
 	table := f.schema + ".items"
-	f.exec(fmt.Sprintf("INSERT INTO %s SELECT g, 'item ' || g, 1 FROM generate_series(1, 100) g", table))
+	f.exec(fmt.Sprintf("INSERT INTO %s SELECT g, 'item ' || g, 1 FROM generate_series(1, 100) g; ANALYZE %s", table, table))
 	s := f.snapSource(t, "initial_only")
+	reg := prometheus.NewRegistry()
+	s.rt.Metrics = reg
 	ctx := context.Background()
 	if err := s.Open(ctx, nil); err != nil {
 		t.Fatal(err)
@@ -278,5 +282,22 @@ func TestInitialOnlyFinishes(t *testing.T) {
 	}
 	if n != 100 {
 		t.Fatalf("read %d rows, want 100", n)
+	}
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "table" && l.GetValue() == table {
+					got[mf.GetName()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	if got["tapline_postgres_snapshot_rows"] != 100 || got["tapline_postgres_snapshot_rows_estimated"] != 100 {
+		t.Errorf("snapshot progress metrics for %s: %v; want 100 rows of an estimated 100", table, got)
 	}
 }
