@@ -27,6 +27,7 @@ const (
 	StateWaiting    State = "waiting"    // another process holds the pipeline's lock
 	StateFinished   State = "finished"   // the source is exhausted
 	StateStopped    State = "stopped"
+	StatePaused     State = "paused" // held by a rebuild's hand-over
 )
 
 // Status is a pipeline's state as the daemon reports it.
@@ -57,6 +58,14 @@ type Daemon struct {
 	mu     sync.Mutex
 	status map[string]*Status
 	sinks  map[string]connectors.Sink // the running pipelines' sinks, for Wait
+	ctl    map[string]*control
+}
+
+// control lets Pause stop a supervised pipeline and hold it.
+type control struct {
+	cancel context.CancelFunc // the current run's, nil between runs
+	idle   chan struct{}      // closed when no run is in progress
+	hold   chan struct{}      // non-nil while paused; closed by resume
 }
 
 // Run runs every pipeline until ctx is cancelled (or every pipeline has
@@ -74,6 +83,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.status = make(map[string]*Status, len(d.Pipelines))
 	d.sinks = make(map[string]connectors.Sink, len(d.Pipelines))
+	d.ctl = make(map[string]*control, len(d.Pipelines))
+	for _, p := range d.Pipelines {
+		idle := make(chan struct{})
+		close(idle)
+		d.ctl[p.Name] = &control{idle: idle}
+	}
 	for _, p := range d.Pipelines {
 		d.status[p.Name] = &Status{Name: p.Name, State: StateStarting, Since: time.Now()}
 	}
@@ -127,14 +142,43 @@ func (d *Daemon) set(name string, st State, err error) {
 func (d *Daemon) supervise(ctx context.Context, p *Pipeline) {
 	log := d.Logger.With("pipeline", p.Name)
 	wait := d.Restart.Initial
+	d.mu.Lock()
+	c := d.ctl[p.Name]
+	d.mu.Unlock()
 	for attempt := 0; ; attempt++ {
+		d.mu.Lock()
+		hold := c.hold
+		d.mu.Unlock()
+		if hold != nil {
+			d.set(p.Name, StatePaused, nil)
+			select {
+			case <-hold:
+			case <-ctx.Done():
+			}
+		}
 		if ctx.Err() != nil {
 			d.set(p.Name, StateStopped, nil)
 			return
 		}
 		started := time.Now()
-		err := d.runOnce(ctx, p, log)
+		runCtx, cancel := context.WithCancel(ctx)
+		idle := make(chan struct{})
+		d.mu.Lock()
+		c.cancel, c.idle = cancel, idle
+		d.mu.Unlock()
+		err := d.runOnce(runCtx, p, log)
+		cancel()
+		d.mu.Lock()
+		c.cancel = nil
+		paused := c.hold != nil
+		close(idle)
+		d.mu.Unlock()
 		switch {
+		case paused && ctx.Err() == nil:
+			if err != nil {
+				log.Warn("pipeline stopped for a pause with an error", "error", connectors.RedactDSN(err.Error()))
+			}
+			continue
 		case err == nil && ctx.Err() != nil:
 			d.set(p.Name, StateStopped, nil)
 			return
@@ -161,6 +205,48 @@ func (d *Daemon) supervise(ctx context.Context, p *Pipeline) {
 		case <-t.C:
 		}
 		wait = min(2*wait, d.Restart.Max)
+	}
+}
+
+// Pause stops the named pipeline (its run drains, commits and acknowledges
+// as on shutdown) and keeps it stopped until resume is called. It returns
+// once the run has stopped and released the pipeline's lock.
+func (d *Daemon) Pause(ctx context.Context, name string) (resume func(), err error) {
+	d.mu.Lock()
+	c := d.ctl[name]
+	if c == nil {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("%w: %q", ErrUnknownPipeline, name)
+	}
+	if c.hold != nil {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("pipeline %q is already paused", name)
+	}
+	if st := d.status[name]; st != nil && st.State == StateWaiting {
+		d.mu.Unlock()
+		return nil, fmt.Errorf("pipeline %q runs in another process (this one stands by); pause it there", name)
+	}
+	hold := make(chan struct{})
+	c.hold = hold
+	cancel, idle := c.cancel, c.idle
+	d.mu.Unlock()
+	resume = func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if c.hold == hold {
+			c.hold = nil
+			close(hold)
+		}
+	}
+	if cancel != nil {
+		cancel()
+	}
+	select {
+	case <-idle:
+		return resume, nil
+	case <-ctx.Done():
+		resume()
+		return nil, ctx.Err()
 	}
 }
 
@@ -191,6 +277,12 @@ func (d *Daemon) runOnce(ctx context.Context, p *Pipeline, log *slog.Logger) err
 // Job builds the connectors of p and returns a Job that runs them with the
 // given offset store.
 func (p *Pipeline) Job(dataDir string, store offsets.Store, log *slog.Logger, m *Metrics) (Job, error) {
+	return p.job(dataDir, store, log, m, p.Name)
+}
+
+// job is Job with the pipeline name the source is built with (a rebuild
+// reads the log under its own consumer name).
+func (p *Pipeline) job(dataDir string, store offsets.Store, log *slog.Logger, m *Metrics, sourceAs string) (Job, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -201,7 +293,9 @@ func (p *Pipeline) Job(dataDir string, store offsets.Store, log *slog.Logger, m 
 	rt := func(name string) connectors.Runtime {
 		return connectors.Runtime{Pipeline: p.Name, DataDir: dataDir, Logger: log.With("connector", name), Metrics: reg}
 	}
-	src, err := p.Source.Reg.NewSource(p.Source.Config, rt(p.Source.Type))
+	srt := rt(p.Source.Type)
+	srt.Pipeline = sourceAs
+	src, err := p.Source.Reg.NewSource(p.Source.Config, srt)
 	if err != nil {
 		return Job{}, fmt.Errorf("source %s: %w", p.Source.Type, err)
 	}

@@ -42,6 +42,7 @@ connector at a time with 'tapline source' and 'tapline sink'.`,
 		newSourceCmd(g),
 		newSinkCmd(g),
 		newWaitCmd(),
+		newRebuildCmd(g),
 		newVersionCmd(),
 	)
 	return root

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,6 +105,9 @@ func serveHTTP(ctx context.Context, addr string, d *pipelines.Daemon, reg *prome
 	mux.HandleFunc("GET /v1/pipelines/{name}/wait", func(w http.ResponseWriter, r *http.Request) {
 		serveWait(w, r, d)
 	})
+	mux.HandleFunc("POST /v1/pipelines/{name}/rebuild", func(w http.ResponseWriter, r *http.Request) {
+		serveRebuild(w, r, d)
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -160,6 +164,36 @@ func serveWait(w http.ResponseWriter, r *http.Request, d *pipelines.Daemon) {
 	default:
 		writeJSON(w, res)
 	}
+}
+
+// serveRebuild runs a rebuild and streams its progress as JSON lines; the
+// last line is the final status, or {"error": ...}.
+func serveRebuild(w http.ResponseWriter, r *http.Request, d *pipelines.Daemon) {
+	name := r.PathValue("name")
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	var mu sync.Mutex
+	last := time.Time{}
+	st, err := d.Rebuild(r.Context(), name, func(s pipelines.RebuildStatus) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < time.Second {
+			return
+		}
+		last = time.Now()
+		enc.Encode(s)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil {
+		enc.Encode(map[string]string{"error": connectors.RedactDSN(err.Error())})
+		return
+	}
+	enc.Encode(st)
 }
 
 func httpError(w http.ResponseWriter, code int, msg string) {
