@@ -175,7 +175,9 @@ func TestRebuildUnderTheDaemon(t *testing.T) {
 	connectors.RegisterSourceIn(reg, "log", "", func() noConfig { return noConfig{} },
 		func(noConfig, connectors.Runtime) (connectors.Source, error) { return &logSource{log: lg}, nil })
 	connectors.RegisterSinkIn(reg, "view", "", func() viewConfig { return viewConfig{} },
-		func(c viewConfig, _ connectors.Runtime) (connectors.Sink, error) { return &memView{st: st, upper: c.Upper}, nil })
+		func(c viewConfig, _ connectors.Runtime) (connectors.Sink, error) {
+			return &memView{st: st, upper: c.Upper}, nil
+		})
 	srcReg, _ := reg.Lookup(connectors.KindSource, "log")
 	sinkReg, _ := reg.Lookup(connectors.KindSink, "view")
 	sinkCfg := sinkReg.NewConfig()
@@ -285,7 +287,9 @@ func TestRebuildNeedsALogAndAShadowSink(t *testing.T) {
 	connectors.RegisterSourceIn(reg, "seq", "", func() noConfig { return noConfig{} },
 		func(noConfig, connectors.Runtime) (connectors.Source, error) { return &seqSource{}, nil })
 	connectors.RegisterSinkIn(reg, "view", "", func() viewConfig { return viewConfig{} },
-		func(c viewConfig, _ connectors.Runtime) (connectors.Sink, error) { return &memView{st: &memStore{}}, nil })
+		func(c viewConfig, _ connectors.Runtime) (connectors.Sink, error) {
+			return &memView{st: &memStore{}}, nil
+		})
 	connectors.RegisterSinkIn(reg, "plain", "", func() noConfig { return noConfig{} },
 		func(noConfig, connectors.Runtime) (connectors.Sink, error) { return &recSink{}, nil })
 	spec := func(kind connectors.Kind, name string) Spec {

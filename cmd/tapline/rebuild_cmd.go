@@ -59,7 +59,7 @@ pipeline's lock for the hand-over.`,
 				}
 				st, err := pipelines.Rebuild(cmd.Context(), pipelines.RebuildOptions{
 					Pipeline: p, DataDir: g.dataDir, Logger: log,
-					Pause:    pipelines.PauseByLock(filepath.Clean(g.dataDir), name),
+					Pause: pipelines.PauseByLock(filepath.Clean(g.dataDir), name),
 				})
 				if err != nil {
 					return err
