@@ -201,6 +201,19 @@ func PostgresDatabase(t testing.TB, name string) string {
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatalf("postgres: create database %s: %v", name, err)
 	}
+	PostgresDatabaseCleanup(t, dsn, name)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("postgres DSN: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// PostgresDatabaseCleanup drops database name (after its replication slots)
+// when the test ends, if it exists then.
+func PostgresDatabaseCleanup(t testing.TB, dsn, name string) {
+	t.Helper()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -224,10 +237,4 @@ func PostgresDatabase(t testing.TB, name string) string {
 			t.Errorf("cleanup: drop database %s: %v", name, err)
 		}
 	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("postgres DSN: %v", err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }

@@ -1,0 +1,51 @@
+// Command demo runs the strangler example end to end and prints its
+// verification report; it exits 1 when a view differs from its source.
+// `make demo` runs it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/tapline/tapline/examples/strangler"
+)
+
+func main() {
+	o := strangler.Options{Log: os.Stdout}
+	flag.StringVar(&o.Tapline, "tapline", "bin/tapline", "the tapline binary")
+	flag.StringVar(&o.Pipelines, "pipelines", "examples/strangler/pipelines", "the example's pipeline files")
+	flag.StringVar(&o.DataDir, "data-dir", "data/strangler", "tapline's state and the SQLite view (emptied first)")
+	flag.StringVar(&o.PostgresDSN, "postgres", env("TAPLINE_DEMO_PG_DSN", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "an administrative DSN of the Postgres server")
+	flag.StringVar(&o.ShopDB, "shop-db", "shop", "the legacy database (recreated)")
+	flag.StringVar(&o.ReportingDB, "reporting-db", "shop_reporting", "the reporting database (recreated)")
+	flag.StringVar(&o.RedisAddr, "redis", env("TAPLINE_DEMO_REDIS", "127.0.0.1:6379"), "the Redis server")
+	flag.StringVar(&o.CachePrefix, "cache-prefix", "demo:", "prefix of the cache's keys (deleted first)")
+	flag.DurationVar(&o.Load, "load", time.Minute, "how long the legacy application writes")
+	flag.IntVar(&o.Rate, "rate", 100, "legacy business transactions per second")
+	flag.StringVar(&o.HTTP, "http", "127.0.0.1:7071", "the tapline daemon's API address")
+	flag.IntVar(&o.NATSPort, "nats-port", 4223, "the embedded NATS server's port")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	rep, err := strangler.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+	rep.Print(os.Stdout)
+	if !rep.OK() {
+		os.Exit(1)
+	}
+}
+
+func env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
