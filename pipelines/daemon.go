@@ -113,6 +113,16 @@ func (d *Daemon) Statuses() []Status {
 	return out
 }
 
+// Has reports whether the daemon runs a pipeline of that name.
+func (d *Daemon) Has(name string) bool {
+	for _, p := range d.Pipelines {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Ready reports whether every pipeline is running or finished.
 func (d *Daemon) Ready() bool {
 	st := d.Statuses()

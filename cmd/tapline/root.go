@@ -43,6 +43,7 @@ connector at a time with 'tapline source' and 'tapline sink'.`,
 		newSinkCmd(g),
 		newWaitCmd(),
 		newRebuildCmd(g),
+		newSnapshotCmd(g),
 		newVersionCmd(),
 	)
 	return root

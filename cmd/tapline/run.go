@@ -108,6 +108,23 @@ func serveHTTP(ctx context.Context, addr string, d *pipelines.Daemon, reg *prome
 	mux.HandleFunc("POST /v1/pipelines/{name}/rebuild", func(w http.ResponseWriter, r *http.Request) {
 		serveRebuild(w, r, d)
 	})
+	mux.HandleFunc("POST /v1/pipelines/{name}/snapshot", func(w http.ResponseWriter, r *http.Request) {
+		tables := r.URL.Query()["table"]
+		if len(tables) == 0 {
+			httpError(w, http.StatusBadRequest, "name the tables to re-read: ?table=schema.name")
+			return
+		}
+		if !d.Has(r.PathValue("name")) {
+			httpError(w, http.StatusNotFound, fmt.Sprintf("no pipeline %q", r.PathValue("name")))
+			return
+		}
+		if err := connectors.RequestSnapshot(d.DataDir, r.PathValue("name"), tables); err != nil {
+			httpError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		writeJSON(w, map[string]any{"pipeline": r.PathValue("name"), "tables": tables, "requested": true})
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -30,6 +30,7 @@ type Config struct {
 	StatusInterval    time.Duration     `yaml:"status_interval" doc:"interval of standby status updates (the acknowledged position) to the server"`
 	SlotLagWarn       int64             `yaml:"slot_lag_warn" doc:"log a warning when the slot holds back more than this many bytes of WAL (metric tapline_postgres_slot_lag_bytes); 0 turns the warning off"`
 	DecodingWorkMem   string            `yaml:"decoding_work_mem" doc:"the walsender's logical_decoding_work_mem (e.g. 64MB); a transaction larger than this is streamed to tapline before it commits and kept on disk until it does; empty keeps the server's setting"`
+	IncrementalChunk  int               `yaml:"incremental_chunk" doc:"rows per chunk of an incremental snapshot (tapline snapshot PIPELINE --table T), read between two watermarks while streaming goes on"`
 	DropSlotOnClose   bool              `yaml:"drop_slot_on_close" doc:"drop the replication slot when the source closes (for throwaway pipelines; a dropped slot loses its position)"`
 	CreatePublication bool              `yaml:"create_publication" doc:"create the publication, and add missing tables to it, if needed"`
 }
@@ -39,6 +40,7 @@ func DefaultConfig() Config {
 	return Config{
 		Snapshot:          "initial",
 		Heartbeat:         10 * time.Second,
+		IncrementalChunk:  1024,
 		StatusInterval:    10 * time.Second,
 		CreatePublication: true,
 		SlotLagWarn:       1 << 30,
@@ -50,6 +52,9 @@ var identRE = regexp.MustCompile(`^[a-z_][a-z0-9_$]{0,62}$`)
 // Validate checks the config without connecting.
 func (c Config) Validate() error {
 	var errs []error
+	if c.IncrementalChunk <= 0 {
+		errs = append(errs, fmt.Errorf("incremental_chunk: %d: want a positive number of rows", c.IncrementalChunk))
+	}
 	switch c.Snapshot {
 	case "initial", "never", "initial_only":
 	default:

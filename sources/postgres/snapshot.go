@@ -80,56 +80,72 @@ type snapshot struct {
 // transaction.
 func (sn *snapshot) loadTables(ctx context.Context, ids []connectors.TableID) error {
 	for _, id := range ids {
-		rows, err := sn.tx.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod),
-		        coalesce((SELECT k.n FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, n)
-		                  WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum), 0),
-		        (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c WHERE c.oid = a.attrelid)
-		   FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, quoteTable(id))
+		t, err := sn.src.loadTable(ctx, sn.tx, id)
 		if err != nil {
-			return fmt.Errorf("postgres: snapshot: read the columns of %s: %w", id, err)
-		}
-		var rcs []*pglogrepl.RelationMessageColumn
-		var keys []int
-		var types []string
-		t := snapTable{id: id}
-		for rows.Next() {
-			var rc pglogrepl.RelationMessageColumn
-			var typ string
-			var key int
-			if err := rows.Scan(&rc.Name, &rc.DataType, &rc.TypeModifier, &typ, &key, &t.estimate); err != nil {
-				rows.Close()
-				return err
-			}
-			rcs = append(rcs, &rc)
-			keys = append(keys, key)
-			types = append(types, typ)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		decoders, err := sn.src.columns(ctx, rcs)
-		if err != nil {
-			return err
-		}
-		t.cols = decoders
-		cols := make([]connectors.Column, len(decoders))
-		for i := range decoders {
-			cols[i] = decoders[i].Column
-			cols[i].Key = keys[i]
-		}
-		schema, err := connectors.NewSchema(id, 1, cols)
-		if err != nil {
-			return fmt.Errorf("postgres: snapshot: table %s: %w", id, err)
-		}
-		t.schema = schema
-		t.keyCols = schema.KeyColumns()
-		for _, ci := range t.keyCols {
-			t.keyTypes = append(t.keyTypes, types[ci])
+			return fmt.Errorf("postgres: snapshot: %w", err)
 		}
 		sn.tables = append(sn.tables, t)
 	}
 	return nil
+}
+
+// querier is what loadTable reads the catalog with: a pool, a connection
+// or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// loadTable reads the columns and primary key of a table, with a schema of
+// version 1.
+func (s *Source) loadTable(ctx context.Context, q querier, id connectors.TableID) (snapTable, error) {
+	rows, err := q.Query(ctx, `SELECT a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod),
+	        coalesce((SELECT k.n FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, n)
+	                  WHERE i.indrelid = a.attrelid AND i.indisprimary AND k.attnum = a.attnum), 0),
+	        (SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c WHERE c.oid = a.attrelid)
+	   FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, quoteTable(id))
+	if err != nil {
+		return snapTable{}, fmt.Errorf("read the columns of %s: %w", id, err)
+	}
+	var rcs []*pglogrepl.RelationMessageColumn
+	var keys []int
+	var types []string
+	t := snapTable{id: id}
+	for rows.Next() {
+		var rc pglogrepl.RelationMessageColumn
+		var typ string
+		var key int
+		if err := rows.Scan(&rc.Name, &rc.DataType, &rc.TypeModifier, &typ, &key, &t.estimate); err != nil {
+			rows.Close()
+			return snapTable{}, err
+		}
+		rcs = append(rcs, &rc)
+		keys = append(keys, key)
+		types = append(types, typ)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return snapTable{}, err
+	}
+	decoders, err := s.columns(ctx, rcs)
+	if err != nil {
+		return snapTable{}, err
+	}
+	t.cols = decoders
+	cols := make([]connectors.Column, len(decoders))
+	for i := range decoders {
+		cols[i] = decoders[i].Column
+		cols[i].Key = keys[i]
+	}
+	schema, err := connectors.NewSchema(id, 1, cols)
+	if err != nil {
+		return snapTable{}, fmt.Errorf("table %s: %w", id, err)
+	}
+	t.schema = schema
+	t.keyCols = schema.KeyColumns()
+	for _, ci := range t.keyCols {
+		t.keyTypes = append(t.keyTypes, types[ci])
+	}
+	return t, nil
 }
 
 // run reads the tables and emits their rows, then the end-of-snapshot

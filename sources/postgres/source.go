@@ -51,6 +51,7 @@ type Source struct {
 	pending *item // an item read but not yet returned (it did not fit the batch)
 
 	streamed, streamAborted atomic.Int64 // streamed transactions committed and aborted
+	testIncremental         func(*incremental) // tests: adjust the incremental snapshot machinery
 	types                   types
 	closeOnce               sync.Once
 	closeErr                error
@@ -196,6 +197,15 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 	s.out = make(chan item, 1024)
 	s.done = make(chan struct{})
 	r := &receiver{src: s, conn: rconn, stored: stored, hasStored: pos != nil && resume == nil, relations: map[uint32]*relation{}}
+	if s.rt.DataDir != "" {
+		if r.incr, err = s.newIncremental(r.stored, r.hasStored); err != nil {
+			cancel()
+			return err
+		}
+		if s.testIncremental != nil {
+			s.testIncremental(r.incr)
+		}
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		err := func() error {

@@ -42,6 +42,8 @@ type receiver struct {
 
 	lastStatus time.Time
 
+	incr *incremental // nil when the source has no data directory
+
 	// pgoutput v2 streaming of in-progress transactions
 	inStream  bool
 	streamXid uint32
@@ -65,7 +67,16 @@ func (r *receiver) run(ctx context.Context) error {
 		if err := r.maybeStatus(ctx, false); err != nil {
 			return err
 		}
-		rctx, cancel := context.WithDeadline(ctx, r.lastStatus.Add(s.cfg.StatusInterval))
+		deadline := r.lastStatus.Add(s.cfg.StatusInterval)
+		if r.incr != nil {
+			if err := r.incr.step(ctx); err != nil {
+				return err
+			}
+			if soon := time.Now().Add(time.Second); soon.Before(deadline) {
+				deadline = soon // look for snapshot requests every second
+			}
+		}
+		rctx, cancel := context.WithDeadline(ctx, deadline)
 		raw, err := r.conn.ReceiveMessage(rctx)
 		cancel()
 		if err != nil {
@@ -254,6 +265,9 @@ func (r *receiver) decoded(ctx context.Context, data []byte, inStream bool) erro
 		}
 		return nil
 	case *pglogrepl.LogicalDecodingMessageV2:
+		if m.Transactional && m.Prefix == snapshotPrefix && r.incr != nil {
+			return r.incr.message(ctx, r, string(m.Content))
+		}
 		if !m.Transactional && m.Prefix == heartbeatPrefix {
 			hb := connectors.TxPosition{Commit: uint64(m.LSN)}
 			if r.skip(hb) {
@@ -272,6 +286,16 @@ func (r *receiver) decoded(ctx context.Context, data []byte, inStream bool) erro
 			return nil
 		}
 		return r.emit(ctx, item{last: end.Encode()})
+	}
+	return nil
+}
+
+// relationOf returns the latest relation of a table, or nil.
+func (r *receiver) relationOf(t connectors.TableID) *relation {
+	for _, rel := range r.relations {
+		if rel.schema.Table == t {
+			return rel
+		}
 	}
 	return nil
 }
@@ -378,6 +402,9 @@ func (r *receiver) change(ctx context.Context, op connectors.Op, relID uint32, o
 		if ev.After, err = r.row(rel, new, ev.Before); err != nil {
 			return err
 		}
+	}
+	if r.incr != nil {
+		r.incr.change(&ev)
 	}
 	return r.emit(ctx, item{ev: ev, isEv: true, bytes: ev.Size()})
 }
