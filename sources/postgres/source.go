@@ -50,7 +50,7 @@ type Source struct {
 
 	pending *item // an item read but not yet returned (it did not fit the batch)
 
-	streamed, streamAborted atomic.Int64 // streamed transactions committed and aborted
+	streamed, streamAborted atomic.Int64       // streamed transactions committed and aborted
 	testIncremental         func(*incremental) // tests: adjust the incremental snapshot machinery
 	types                   types
 	closeOnce               sync.Once
