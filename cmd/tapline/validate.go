@@ -65,6 +65,9 @@ connect to every source and sink and check the server settings they need.`,
 func checkPipeline(ctx context.Context, g *globals, p *pipelines.Pipeline) []string {
 	var problems []string
 	rt := connectors.Runtime{Pipeline: p.Name, DataDir: g.dataDir}
+	if log, err := g.logger(os.Stderr); err == nil {
+		rt.Logger = log.With("pipeline", p.Name) // checks log their warnings (e.g. Redis without persistence)
+	}
 	src, err := p.Source.Reg.NewSource(p.Source.Config, rt)
 	if err != nil {
 		problems = append(problems, fmt.Sprintf("source %s: %v", p.Source.Type, err))
