@@ -1,0 +1,35 @@
+// Package viewsql is the shared half of the SQL view sinks (sinks/sqlite,
+// sinks/postgres, sinks/mysql): what they apply and when, independent of
+// the store. A store provides a Backend (connection, catalog, DDL, and
+// Apply for one table's share of a batch); Sink does the rest:
+//
+//   - Mapping: each source table goes to one target table, named by
+//     Config.TableName ({table}, or e.g. {schema}_{table}) or
+//     Config.Tables[...].Name, with a projection (Columns, Rename) and a
+//     mode (upsert or history).
+//   - Planning: a batch is coalesced per target table and key (see
+//     TableBatch): the last change per key wins, columns left Unchanged
+//     (Postgres TOAST) are merged into an earlier change of the key or
+//     kept from the stored row, a delete followed by an insert deletes
+//     first, and a truncate voids everything before it in the batch.
+//     Values go through the store's converters first, so that a value the
+//     store cannot hold makes a *connectors.RejectError before anything is
+//     written.
+//   - Schema evolution: tables are created from the first event's schema,
+//     columns of new schema versions added, dropped columns kept (or
+//     dropped with DropColumns), and type or key changes the table cannot
+//     take refused with TypeChangeError or KeyChangeError.
+//   - Exactly once: each batch is one transaction that also upserts the
+//     pipeline's row of OffsetsTable (position, origins applied, tables
+//     written); a batch at or before the stored position is skipped.
+//     Stores without transactional DDL (MySQL) run schema changes before
+//     the transaction.
+//   - Read-your-writes: the origins applied are kept in memory after each
+//     commit for connectors.OriginTracker.
+//   - Rebuilds: UseShadow and Promote implement connectors.ShadowSink with
+//     <table>__shadow tables and a <pipeline>#shadow position, promoted in
+//     one transaction, or (MySQL) with one atomic RENAME TABLE and a
+//     recorded intent that the next Open finishes or undoes.
+//
+// Package viewsqltest holds the test suite every SQL view sink runs.
+package viewsql

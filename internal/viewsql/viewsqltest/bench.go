@@ -1,0 +1,105 @@
+package viewsqltest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tapline/tapline/connectors"
+	"github.com/tapline/tapline/internal/viewsql"
+)
+
+// BenchRows is the number of rows Bench writes: TAPLINE_BENCH_ROWS, or
+// 1,000,000.
+func BenchRows(b *testing.B) int {
+	if s := os.Getenv("TAPLINE_BENCH_ROWS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			b.Fatalf("TAPLINE_BENCH_ROWS=%q is not a positive number", s)
+		}
+		return n
+	}
+	return 1_000_000
+}
+
+// BenchBatch is the batch size of the benchmark: the engine's default
+// max_events.
+const BenchBatch = 1000
+
+// BenchRow is row i of the benchmark, a row of Items.
+func BenchRow(i int) []connectors.Value {
+	return item(int64(i), "item "+strconv.Itoa(i), int64(i%1000), fmt.Sprintf("%d.%02d", i%100000, i%100), "a note for item "+strconv.Itoa(i))
+}
+
+// BaselineWriter writes batches of rows the plain way.
+type BaselineWriter interface {
+	// Write inserts rows (values of the table's columns) in one
+	// transaction.
+	Write(rows [][]connectors.Value) error
+	Close() error
+}
+
+// Bench applies BenchRows upserts (inserts of new keys, in batches of
+// BenchBatch) through the sink and writes the same rows with the harness's
+// Baseline into another table, alternating batch by batch so that both see
+// the same conditions on a shared machine, and reports both rates and
+// their ratio (sink time / plain time; 1 means as fast as plain INSERTs).
+func Bench(b *testing.B, h Harness) {
+	st := h.Setup(b)
+	n := BenchRows(b)
+	ctx := context.Background()
+	var sinkTotal, plainTotal time.Duration
+	iter := 0
+	for b.Loop() {
+		iter++
+		cfg := viewsql.DefaultConfig()
+		sinkTable := fmt.Sprintf("bench_sink_%d", iter)
+		cfg.Tables = map[string]viewsql.TableConfig{"shop.items": {Name: sinkTable}}
+		s := st.New(b, fmt.Sprintf("bench%d", iter), cfg)
+		if err := s.Open(ctx); err != nil {
+			b.Fatal(err)
+		}
+		plainTable := fmt.Sprintf("bench_plain_%d", iter)
+		w := h.Baseline(b, st, plainTable, Items.Columns)
+		var q seq
+		evs := make([]connectors.Event, 0, BenchBatch)
+		rows := make([][]connectors.Value, 0, BenchBatch)
+		for i := 1; i <= n; {
+			evs, rows = evs[:0], rows[:0]
+			for ; i <= n && len(evs) < BenchBatch; i++ {
+				r := BenchRow(i)
+				evs = append(evs, q.c(Items, r...))
+				rows = append(rows, r)
+			}
+			start := time.Now()
+			if err := s.WriteBatch(ctx, batch(evs...)); err != nil {
+				b.Fatal(err)
+			}
+			mid := time.Now()
+			if err := w.Write(rows); err != nil {
+				b.Fatal(err)
+			}
+			sinkTotal += mid.Sub(start)
+			plainTotal += time.Since(mid)
+		}
+		if err := s.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+		for _, table := range []string{sinkTable, plainTable} {
+			if got := count(b, st, table); got != n {
+				b.Fatalf("%s holds %d rows, want %d", table, got, n)
+			}
+		}
+	}
+	rows := float64(n * iter)
+	b.ReportMetric(rows/sinkTotal.Seconds(), "sink_rows/s")
+	b.ReportMetric(rows/plainTotal.Seconds(), "plain_rows/s")
+	b.ReportMetric(sinkTotal.Seconds()/plainTotal.Seconds(), "sink/plain")
+	b.ReportMetric(float64(n), "rows")
+}
