@@ -6,7 +6,7 @@ BIN      ?= bin/tapline
 PKGS     ?= ./...
 TIMEOUT  ?= 15m
 
-.PHONY: all build test test-short services vet fmt bench bench-postgres clean demo
+.PHONY: all build test test-short services vet fmt bench bench-postgres clean demo quickstart
 
 all: build
 
@@ -49,12 +49,16 @@ fmt:
 clean:
 	rm -rf bin data
 
-## demo: the quickstart pipeline through the daemon, then a check (the strangler demo replaces it)
-demo: build
+## demo: the strangler migration: a legacy Postgres shop under load captured into embedded NATS, three views, a verification report
+demo: services build
+	$(GO) run ./examples/strangler/cmd/demo -tapline $(BIN) $(DEMO_FLAGS)
+
+## quickstart: synthetic changes through the daemon into a JSON-lines file, then a check
+quickstart: build
 	rm -rf data/quickstart
 	$(BIN) validate examples/quickstart
 	$(BIN) run examples/quickstart --data-dir data/quickstart --http ""
 	@n=$$(wc -l < data/quickstart/events.jsonl); \
-	  if [ "$$n" -ne 50000 ]; then echo "demo: FAILED: $$n events, want 50000"; exit 1; fi; \
-	  echo "demo: OK: 50000 events in data/quickstart/events.jsonl"
+	  if [ "$$n" -ne 50000 ]; then echo "quickstart: FAILED: $$n events, want 50000"; exit 1; fi; \
+	  echo "quickstart: OK: 50000 events in data/quickstart/events.jsonl"
 	$(BIN) offsets list --data-dir data/quickstart --config examples/quickstart
