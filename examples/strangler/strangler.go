@@ -180,8 +180,12 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err := cmd.Start(); err != nil {
 		return rep, fmt.Errorf("start tapline: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	exited := make(chan struct{}) // closed when tapline has exited; waitErr says how
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
 	defer func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
@@ -191,7 +195,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			<-exited
 		}
 	}()
-	if err := waitReady(ctx, o.HTTP, exited); err != nil {
+	if err := waitReady(ctx, o.HTTP, exited, &waitErr); err != nil {
 		return rep, fmt.Errorf("tapline did not become ready: %w (see %s)", err, logFile.Name())
 	}
 	logf("tapline is running: %s", strings.Join(pipelineNames(ctx, o.HTTP), ", "))
@@ -285,8 +289,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		select {
 		case <-ctx.Done():
 			return rep, ctx.Err()
-		case err := <-exited:
-			return rep, fmt.Errorf("tapline exited: %v (see %s)", err, logFile.Name())
+		case <-exited:
+			return rep, fmt.Errorf("tapline exited: %v (see %s)", waitErr, logFile.Name())
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -352,13 +356,13 @@ func dropKeys(ctx context.Context, rdb *redis.Client, pattern string) error {
 	return nil
 }
 
-func waitReady(ctx context.Context, addr string, exited <-chan error) error {
+func waitReady(ctx context.Context, addr string, exited <-chan struct{}, waitErr *error) error {
 	deadline := time.Now().Add(60 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-exited:
-			return fmt.Errorf("tapline exited: %v", err)
+		case <-exited:
+			return fmt.Errorf("tapline exited: %v", *waitErr)
 		default:
 		}
 		resp, err := http.Get("http://" + addr + "/readyz")
