@@ -171,9 +171,12 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		return rep, err
 	}
 	defer logFile.Close()
+	// The slot keeps WAL for as long as it exists: drop it when the demo
+	// ends (after tapline has stopped: this defer runs last).
+	defer dropSlots(o.PostgresDSN, o.ShopDB)
 	cmd := exec.Command(o.Tapline, "run", o.Pipelines, "--data-dir", o.DataDir, "--http", o.HTTP)
 	cmd.Env = append(os.Environ(),
-		"SHOP_PG_DSN="+shopDSN, "REPORTING_PG_DSN="+reportingDSN,
+		"SHOP_PG_DSN="+shopDSN, "REPORTING_PG_DSN="+reportingDSN, "SHOP_SLOT=tapline_"+o.ShopDB,
 		"VIEWS_DIR="+o.DataDir, "REDIS_ADDR="+o.RedisAddr, "CACHE_PREFIX="+o.CachePrefix,
 		"TAPLINE_NATS_PORT="+strconv.Itoa(o.NATSPort))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -335,6 +338,26 @@ func recreateDB(ctx context.Context, admin, name string) (string, error) {
 	}
 	u.Path = "/" + name
 	return u.String(), nil
+}
+
+// dropSlots drops the replication slots of database db, waiting for their
+// readers to let go.
+func dropSlots(admin, db string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return
+	}
+	defer conn.Close(ctx)
+	for i := 0; i < 100; i++ {
+		var active int
+		if conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = $1 AND active`, db).Scan(&active) != nil || active == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active`, db)
 }
 
 func dropKeys(ctx context.Context, rdb *redis.Client, pattern string) error {
