@@ -203,11 +203,45 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	logf("tapline is running: %s", strings.Join(pipelineNames(ctx, o.HTTP), ", "))
 
-	views, err := sql.Open("sqlite3", "file:"+filepath.Join(o.DataDir, "views.db")+"?mode=ro&_busy_timeout=5000")
-	if err != nil {
+	// Start the load once the initial snapshot has reached the SQLite view,
+	// so that lag and read-your-writes are measured in the steady state.
+	// The view is opened read-only only once the sink has created it.
+	var legacyOrders int
+	if err := legacy.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&legacyOrders); err != nil {
 		return rep, err
 	}
-	defer views.Close()
+	viewPath := filepath.Join(o.DataDir, "views.db")
+	var views *sql.DB
+	defer func() {
+		if views != nil {
+			views.Close()
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if views == nil {
+			if _, err := os.Stat(viewPath); err == nil {
+				if views, err = sql.Open("sqlite3", "file:"+viewPath+"?mode=ro&_busy_timeout=5000"); err != nil {
+					return rep, err
+				}
+			}
+		}
+		var n int
+		if views != nil && views.QueryRowContext(ctx, `SELECT count(*) FROM orders_by_customer`).Scan(&n) == nil && n >= legacyOrders {
+			break
+		}
+		if time.Now().After(deadline) {
+			return rep, fmt.Errorf("the initial snapshot did not reach the SQLite view in 60s (see %s)", logFile.Name())
+		}
+		select {
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-exited:
+			return rep, fmt.Errorf("tapline exited: %v (see %s)", waitErr, logFile.Name())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	logf("the views hold the initial snapshot")
 	svc := &newservice.Service{Legacy: legacy, View: views, Tapline: o.HTTP, Pipeline: "orders-view"}
 
 	// The legacy application under load, with probes measuring lag and
@@ -276,7 +310,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	defer reporting.Close()
 	checks := viewChecks(legacy, views, rdb, reporting, o.CachePrefix)
-	deadline := time.Now().Add(60 * time.Second)
+	deadline = time.Now().Add(60 * time.Second)
 	for {
 		rep.Views = rep.Views[:0]
 		for _, c := range checks {

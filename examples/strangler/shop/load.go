@@ -23,8 +23,8 @@ import (
 //go:embed postgres.sql
 var PostgresSchema string
 
-// Setup creates the shop's tables and the seed data (products and
-// customers) when the database has none.
+// Setup creates the shop's tables and the seed data (products, customers
+// and their first orders) when the database has none.
 func Setup(ctx context.Context, db *pgxpool.Pool, seed uint64) error {
 	if _, err := db.Exec(ctx, PostgresSchema); err != nil {
 		return fmt.Errorf("shop schema: %w", err)
@@ -48,6 +48,11 @@ func Setup(ctx context.Context, db *pgxpool.Pool, seed uint64) error {
 		for i := 1; i <= 200; i++ {
 			if _, err := tx.Exec(ctx, `INSERT INTO customers (email, name, phone, attributes) VALUES ($1, $2, $3, $4)`,
 				fmt.Sprintf("seed%d@example.com", i), name(r), phone(r), `{"newsletter": true}`); err != nil {
+				return err
+			}
+		}
+		for i := 0; i < 100; i++ {
+			if err := newOrder(ctx, tx, r); err != nil {
 				return err
 			}
 		}
