@@ -1,8 +1,9 @@
 // Package strangler runs the strangler-pattern example end to end: a legacy
-// shop in Postgres under load, tapline capturing it into the embedded NATS
-// log and materializing three views from the log (an orders read model in
-// SQLite, a customer cache in Redis, a reporting copy in another Postgres
-// database), a new service reading its view with read-your-writes, and a
+// shop in Postgres and a branch system in MariaDB under load, tapline
+// capturing both into the embedded NATS log and materializing views from
+// the log (an orders read model in SQLite, a customer cache in Redis, a
+// reporting copy in another Postgres database, the branch's orders in
+// SQLite), a new service reading its view with read-your-writes, and a
 // verification that each view equals its source. `make demo` runs it
 // through cmd/demo; the package's test runs it with a shorter load.
 package strangler
@@ -26,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/mattn/go-sqlite3"
@@ -48,6 +50,9 @@ type Options struct {
 	PostgresDSN string
 	// ShopDB and ReportingDB name the two databases (recreated).
 	ShopDB, ReportingDB string
+	// MySQLDSN is a DSN of the MariaDB server (go-sql-driver form); the
+	// branch database MySQLDB is created on it (recreated).
+	MySQLDSN, MySQLDB string
 	// RedisAddr is the Redis server; CachePrefix starts every cache key.
 	RedisAddr, CachePrefix string
 	// Load is how long the legacy application writes; Rate its business
@@ -158,6 +163,18 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err := shop.Setup(ctx, legacy, 1); err != nil {
 		return rep, err
 	}
+	branchDSN, err := recreateMariaDB(ctx, o.MySQLDSN, o.MySQLDB)
+	if err != nil {
+		return rep, err
+	}
+	branch, err := sql.Open("mysql", branchDSN)
+	if err != nil {
+		return rep, err
+	}
+	defer branch.Close()
+	if err := shop.MariaDBSetup(ctx, branch, 1); err != nil {
+		return rep, err
+	}
 	rdb := redis.NewClient(&redis.Options{Addr: o.RedisAddr})
 	defer rdb.Close()
 	if err := dropKeys(ctx, rdb, o.CachePrefix+"*"); err != nil {
@@ -178,6 +195,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	cmd.Env = append(os.Environ(),
 		"SHOP_PG_DSN="+shopDSN, "REPORTING_PG_DSN="+reportingDSN, "SHOP_SLOT=tapline_"+o.ShopDB,
 		"VIEWS_DIR="+o.DataDir, "REDIS_ADDR="+o.RedisAddr, "CACHE_PREFIX="+o.CachePrefix,
+		"SHOP_MYSQL_DSN="+branchDSN, "SHOP_MYSQL_DB="+o.MySQLDB,
 		"TAPLINE_NATS_PORT="+strconv.Itoa(o.NATSPort))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
@@ -241,7 +259,12 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	logf("the views hold the initial snapshot")
+	branchViews, err := waitView(ctx, filepath.Join(o.DataDir, "branch.db"), "branch_orders", 100, exited, &waitErr)
+	if err != nil {
+		return rep, fmt.Errorf("%w (see %s)", err, logFile.Name())
+	}
+	defer branchViews.Close()
+	logf("the views hold the initial snapshots")
 	svc := &newservice.Service{Legacy: legacy, View: views, Tapline: o.HTTP, Pipeline: "orders-view"}
 
 	// The legacy application under load, with probes measuring lag and
@@ -250,10 +273,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	loadCtx, stopLoad := context.WithTimeout(ctx, o.Load)
 	defer stopLoad()
 	load := &shop.Load{DB: legacy, Rate: o.Rate, SchemaChangeAfter: o.Load / 2, BigTxEvery: o.Load / 3, Seed: 42}
+	branchLoad := &shop.MariaDBLoad{DB: branch, Rate: max(5, o.Rate/4), Seed: 43}
+	var branchTxs int64
+	var branchErr error
 	var lags, ryws []time.Duration
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	probeErr := make(chan error, 2)
+	wg.Go(func() { branchTxs, branchErr = branchLoad.Run(loadCtx) })
 	wg.Go(func() {
 		if err := probeLag(loadCtx, legacy, views, func(d time.Duration) { mu.Lock(); lags = append(lags, d); mu.Unlock() }); err != nil {
 			probeErr <- fmt.Errorf("lag probe: %w", err)
@@ -282,7 +309,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			mu.Unlock()
 		}
 	})
-	logf("the legacy application writes for %s at %d transactions/s (a schema change at %s, a large transaction every %s)", o.Load, o.Rate, o.Load/2, o.Load/3)
+	logf("the legacy applications write for %s: Postgres at %d transactions/s (a schema change at %s, a large transaction every %s), MariaDB at %d/s", o.Load, o.Rate, o.Load/2, o.Load/3, branchLoad.Rate)
 	started := time.Now()
 	st, err := load.Run(loadCtx)
 	elapsed := time.Since(started)
@@ -290,18 +317,21 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("legacy load: %w", err)
 	}
+	if branchErr != nil {
+		return rep, branchErr
+	}
 	select {
 	case err := <-probeErr:
 		return rep, err
 	default:
 	}
-	rep.Transactions = st.Transactions
+	rep.Transactions = st.Transactions + branchTxs
 	after, _ := capturedEvents(ctx, o.HTTP)
 	rep.Events = after - before
 	rep.EventsPerSec = rep.Events / elapsed.Seconds()
 	rep.LagP50, rep.LagP99, rep.LagSamples = percentiles(lags)
 	rep.RYWP50, rep.RYWP99, rep.RYWSamples = percentiles(ryws)
-	logf("load done: %d transactions (%d dropped on conflicts); waiting for the views to catch up", st.Transactions, st.Errors)
+	logf("load done: %d Postgres transactions (%d dropped on conflicts), %d MariaDB transactions; waiting for the views to catch up", st.Transactions, st.Errors, branchTxs)
 
 	// Compare each view with its source until they agree or time runs out.
 	reporting, err := pgxpool.New(ctx, reportingDSN)
@@ -310,6 +340,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	defer reporting.Close()
 	checks := viewChecks(legacy, views, rdb, reporting, o.CachePrefix)
+	checks = append(checks, branchCheck(branch, branchViews))
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		rep.Views = rep.Views[:0]
@@ -372,6 +403,62 @@ func recreateDB(ctx context.Context, admin, name string) (string, error) {
 	}
 	u.Path = "/" + name
 	return u.String(), nil
+}
+
+// recreateMariaDB drops and creates database name on the MariaDB server of
+// dsn and returns a DSN for it.
+func recreateMariaDB(ctx context.Context, dsn, name string) (string, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", fmt.Errorf("mariadb DSN: %w", err)
+	}
+	cfg.DBName = ""
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close()
+	quoted := "`" + strings.ReplaceAll(name, "`", "``") + "`"
+	for _, q := range []string{"DROP DATABASE IF EXISTS " + quoted, "CREATE DATABASE " + quoted} {
+		if _, err := admin.ExecContext(ctx, q); err != nil {
+			return "", fmt.Errorf("mariadb: %s: %w", q, err)
+		}
+	}
+	cfg.DBName = name
+	return cfg.FormatDSN(), nil
+}
+
+// waitView opens a SQLite view read-only once its sink has created it and
+// waits until table holds at least rows rows.
+func waitView(ctx context.Context, path, table string, rows int, exited <-chan struct{}, waitErr *error) (*sql.DB, error) {
+	var db *sql.DB
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if db == nil {
+			if _, err := os.Stat(path); err == nil {
+				if db, err = sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=5000"); err != nil {
+					return nil, err
+				}
+			}
+		}
+		var n int
+		if db != nil && db.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&n) == nil && n >= rows {
+			return db, nil
+		}
+		if time.Now().After(deadline) {
+			if db != nil {
+				db.Close()
+			}
+			return nil, fmt.Errorf("the initial snapshot did not reach %s in %s within 60s", table, path)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-exited:
+			return nil, fmt.Errorf("tapline exited: %v", *waitErr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // dropSlots drops the replication slots of database db, waiting for their

@@ -2,6 +2,7 @@ package strangler_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net"
 	"os"
@@ -44,6 +45,8 @@ func TestStranglerDemo(t *testing.T) {
 		PostgresDSN: dsn,
 		ShopDB:      name + "_shop",
 		ReportingDB: name + "_rep",
+		MySQLDSN:    servicetest.MySQLDSN(t),
+		MySQLDB:     name + "_branch",
 		RedisAddr:   "127.0.0.1:6379",
 		CachePrefix: name + ":",
 		Load:        12 * time.Second,
@@ -53,6 +56,10 @@ func TestStranglerDemo(t *testing.T) {
 		Log:         os.Stderr,
 	}
 	t.Cleanup(func() {
+		if db, err := sql.Open("mysql", o.MySQLDSN); err == nil {
+			db.Exec("DROP DATABASE IF EXISTS `" + o.MySQLDB + "`")
+			db.Close()
+		}
 		ctx := context.Background()
 		iter := rdb.Scan(ctx, 0, o.CachePrefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {

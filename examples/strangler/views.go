@@ -199,3 +199,15 @@ func viewChecks(legacy *pgxpool.Pool, views *sql.DB, rdb *redis.Client, reportin
 		},
 	}
 }
+
+// branchCheck compares the MariaDB branch's orders with their SQLite view.
+func branchCheck(branch, views *sql.DB) check {
+	cols := []shop.Column{{Name: "id", Kind: shop.Int}, {Name: "customer_id", Kind: shop.Int}, {Name: "status"},
+		{Name: "total", Kind: shop.Decimal, Scale: 2}, {Name: "placed_at", Kind: shop.Time}, {Name: "note"}}
+	return check{
+		name:   "branch_orders (MariaDB to SQLite)",
+		cols:   cols,
+		source: sqlRows(branch, `SELECT id, customer_id, status, total, placed_at, note FROM orders`),
+		view:   sqlRows(views, `SELECT id, customer_id, status, total, placed_at, note FROM branch_orders`),
+	}
+}

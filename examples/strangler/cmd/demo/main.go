@@ -22,6 +22,8 @@ func main() {
 	flag.StringVar(&o.PostgresDSN, "postgres", env("TAPLINE_DEMO_PG_DSN", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "an administrative DSN of the Postgres server")
 	flag.StringVar(&o.ShopDB, "shop-db", "shop", "the legacy database (recreated)")
 	flag.StringVar(&o.ReportingDB, "reporting-db", "shop_reporting", "the reporting database (recreated)")
+	flag.StringVar(&o.MySQLDSN, "mariadb", env("TAPLINE_DEMO_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/"), "a DSN of the MariaDB server")
+	flag.StringVar(&o.MySQLDB, "branch-db", "shop_branch", "the MariaDB branch database (recreated)")
 	flag.StringVar(&o.RedisAddr, "redis", env("TAPLINE_DEMO_REDIS", "127.0.0.1:6379"), "the Redis server")
 	flag.StringVar(&o.CachePrefix, "cache-prefix", "demo:", "prefix of the cache's keys (deleted first)")
 	flag.DurationVar(&o.Load, "load", time.Minute, "how long the legacy application writes")
