@@ -43,6 +43,8 @@ func env(vars map[string]string) func(string) (string, bool) {
 		switch k {
 		case "PG_DSN", "SHOP_PG_DSN", "REPORTING_DSN", "REPORTING_PG_DSN":
 			return "postgres://postgres@127.0.0.1:5432/postgres", true
+		case "SHOP_MYSQL_DSN":
+			return "root@tcp(127.0.0.1:3306)/shop", true
 		}
 		return "", false
 	}
@@ -76,8 +78,8 @@ func TestExamplesLoad(t *testing.T) {
 		}
 		loaded += len(ps)
 	}
-	if loaded < 10 {
-		t.Errorf("loaded %d pipelines from the examples; want the 5 small ones, the quickstart and the strangler's 4", loaded)
+	if loaded < 12 {
+		t.Errorf("loaded %d pipelines from the examples; want the 5 small ones, the quickstart and the strangler's 6", loaded)
 	}
 }
 
