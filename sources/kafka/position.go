@@ -23,14 +23,18 @@ type Offsets map[string]map[int32]int64
 //	uvarint                       number of topics, then per topic, by name:
 //	  uvarint len, name             the topic
 //	  uvarint                       number of partitions, then per partition, by id:
-//	    uvarint partition, uvarint offset
+//	    uint32 partition, uint64 offset   big endian
 //
 // It is canonical (sorted, no duplicates, no empty topic, nothing after),
-// so that equal positions have equal bytes. It does not follow
-// bytes.Compare: positions of several partitions have no order.
+// so that equal positions have equal bytes. Partitions and offsets are
+// fixed-width big endian so that two positions over the same partitions
+// compare with bytes.Compare as their offsets do: the view sinks, which
+// skip batches at or before their stored position that way, rely on it.
+// Positions over different partition sets (after a rebalance) have no
+// order.
 const (
 	positionTag     = 'K'
-	positionVersion = 1
+	positionVersion = 2
 )
 
 // Position encodes o.
@@ -55,8 +59,8 @@ func (o Offsets) Position() connectors.Position {
 		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
 		b = binary.AppendUvarint(b, uint64(len(parts)))
 		for _, p := range parts {
-			b = binary.AppendUvarint(b, uint64(p))
-			b = binary.AppendUvarint(b, uint64(o[t][p]))
+			b = binary.BigEndian.AppendUint32(b, uint32(p))
+			b = binary.BigEndian.AppendUint64(b, uint64(o[t][p]))
 		}
 	}
 	return b
@@ -89,14 +93,14 @@ func DecodePosition(p connectors.Position) (Offsets, error) {
 			}
 		}
 		prevTopic = t
-		np := d.count(2)
+		np := d.count(12) // a partition takes 12 bytes
 		if np == 0 {
 			d.fail("topic %q without partitions", t)
 		}
 		ps := make(map[int32]int64, np)
 		prev := int64(-1)
 		for j := uint64(0); j < np && d.err == nil; j++ {
-			part, off := d.uvarint(), d.uvarint()
+			part, off := d.uint32(), d.uint64()
 			if part > math.MaxInt32 || off > math.MaxInt64 {
 				d.fail("partition %d or offset %d out of range", part, off)
 			}
@@ -126,6 +130,32 @@ func (d *decoder) fail(format string, args ...any) {
 	if d.err == nil {
 		d.err = fmt.Errorf(format, args...)
 	}
+}
+
+func (d *decoder) uint32() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 4 {
+		d.fail("truncated")
+		return 0
+	}
+	v := binary.BigEndian.Uint32(d.b)
+	d.b = d.b[4:]
+	return uint64(v)
+}
+
+func (d *decoder) uint64() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.fail("truncated")
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -312,7 +342,7 @@ func (c *cursors) position() connectors.Position {
 			ntopics++
 		}
 	}
-	b := make([]byte, 0, 3+len(c.list)*8+ntopics*24)
+	b := make([]byte, 0, 3+len(c.list)*12+ntopics*24)
 	b = append(b, positionTag, positionVersion)
 	b = binary.AppendUvarint(b, uint64(ntopics))
 	for i := 0; i < len(c.list); {
@@ -325,8 +355,8 @@ func (c *cursors) position() connectors.Position {
 		b = append(b, t...)
 		b = binary.AppendUvarint(b, uint64(j-i))
 		for ; i < j; i++ {
-			b = binary.AppendUvarint(b, uint64(c.list[i].part))
-			b = binary.AppendUvarint(b, uint64(c.list[i].next))
+			b = binary.BigEndian.AppendUint32(b, uint32(c.list[i].part))
+			b = binary.BigEndian.AppendUint64(b, uint64(c.list[i].next))
 		}
 	}
 	return b

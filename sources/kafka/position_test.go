@@ -91,3 +91,23 @@ func ExampleOffsets() {
 	// tapline.public.orders/0=1200,tapline.public.orders/1=977 <nil>
 	// true
 }
+
+// Over the same partitions, positions compare with bytes.Compare as their
+// offsets do (the view sinks skip batches at or before their stored
+// position that way), also across byte boundaries where a varint would
+// not: 255 < 256, 65535 < 65536.
+func TestPositionsOrderLikeTheirOffsets(t *testing.T) {
+	pos := func(a, b int64) connectors.Position {
+		return kafka.Offsets{"t1": {0: a, 3: 7}, "t2": {1: b}}.Position()
+	}
+	for _, c := range [][4]int64{{255, 0, 256, 0}, {65535, 9, 65536, 9}, {5, 127, 5, 128}, {1 << 40, 0, 1<<40 + 1, 0}, {3, 300, 4, 2}} {
+		lo, hi := pos(c[0], c[1]), pos(c[2], c[3])
+		if bytes.Compare(lo, hi) >= 0 {
+			t.Errorf("offsets %d,%d encode after (or equal to) %d,%d", c[0], c[1], c[2], c[3])
+		}
+		back, err := kafka.DecodePosition(hi)
+		if err != nil || back["t1"][0] != c[2] || back["t2"][1] != c[3] {
+			t.Errorf("round trip of %d,%d: %v %v", c[2], c[3], back, err)
+		}
+	}
+}
