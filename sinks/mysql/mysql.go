@@ -15,7 +15,6 @@
 package mysql
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
@@ -57,11 +56,15 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Sink is the mysql view sink. Build it with New. It implements
-// connectors.AtomicSink, connectors.ShadowSink, connectors.OriginTracker
-// and connectors.Checker.
+// Sink is the mysql view sink. Build it with New. Its methods are those of
+// the shared view sink (internal/viewsql): Open connects, creates
+// tapline_offsets if absent, finishes or undoes a promote a crash
+// interrupted and reads the stored position; WriteBatch applies a batch and
+// its position in one transaction; Promote swaps the shadow tables in with
+// one atomic RENAME TABLE. It implements connectors.AtomicSink,
+// connectors.ShadowSink, connectors.OriginTracker and connectors.Checker.
 type Sink struct {
-	v *viewsql.Sink
+	*viewsql.Sink
 }
 
 var (
@@ -84,43 +87,5 @@ func New(cfg Config, rt connectors.Runtime) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{v: v}, nil
+	return &Sink{Sink: v}, nil
 }
-
-// Open connects, creates tapline_offsets if absent, finishes or undoes a
-// promote a crash interrupted and reads the stored position.
-func (s *Sink) Open(ctx context.Context) error { return s.v.Open(ctx) }
-
-// WriteBatch applies the batch and stores its position in one transaction;
-// it returns once the transaction is committed. A batch at or before the
-// stored position is skipped. Values MySQL cannot hold make a
-// *connectors.RejectError.
-func (s *Sink) WriteBatch(ctx context.Context, b connectors.Batch) error {
-	return s.v.WriteBatch(ctx, b)
-}
-
-// CommittedPosition returns the position stored with the last batch.
-func (s *Sink) CommittedPosition(ctx context.Context) (connectors.Position, error) {
-	return s.v.CommittedPosition(ctx)
-}
-
-// AppliedOrigins returns the origin positions applied and committed; it is
-// safe to call concurrently with WriteBatch.
-func (s *Sink) AppliedOrigins(ctx context.Context) (map[string]string, error) {
-	return s.v.AppliedOrigins(ctx)
-}
-
-// UseShadow makes the sink write <table>__shadow tables and keep its
-// position apart, for a rebuild. Call it before Open.
-func (s *Sink) UseShadow() { s.v.UseShadow() }
-
-// Promote swaps the shadow tables in with one atomic RENAME TABLE, moves
-// the position, drops the old tables and closes the sink.
-func (s *Sink) Promote(ctx context.Context) error { return s.v.Promote(ctx) }
-
-// Check connects and verifies that the server accepts writes.
-func (s *Sink) Check(ctx context.Context) error { return s.v.Check(ctx) }
-
-// Close closes the connection. A second Close, or one without Open,
-// returns nil.
-func (s *Sink) Close(ctx context.Context) error { return s.v.Close(ctx) }
