@@ -114,13 +114,16 @@ func (d *Daemon) Statuses() []Status {
 }
 
 // Has reports whether the daemon runs a pipeline of that name.
-func (d *Daemon) Has(name string) bool {
+func (d *Daemon) Has(name string) bool { return d.pipeline(name) != nil }
+
+// pipeline returns the daemon's pipeline of that name, or nil.
+func (d *Daemon) pipeline(name string) *Pipeline {
 	for _, p := range d.Pipelines {
 		if p.Name == name {
-			return true
+			return p
 		}
 	}
-	return false
+	return nil
 }
 
 // Ready reports whether every pipeline is running or finished.

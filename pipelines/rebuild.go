@@ -302,15 +302,14 @@ func (s *heldSink) promote(ctx context.Context) error {
 // Rebuild rebuilds the view of the named pipeline (see the function
 // Rebuild), pausing the daemon's live run of it for the hand-over.
 func (d *Daemon) Rebuild(ctx context.Context, name string, progress func(RebuildStatus)) (RebuildStatus, error) {
-	for _, p := range d.Pipelines {
-		if p.Name == name {
-			return Rebuild(ctx, RebuildOptions{
-				Pipeline: p, DataDir: d.DataDir, Logger: d.Logger, Metrics: d.Metrics, Progress: progress,
-				Pause: func(ctx context.Context) (func(), error) { return d.Pause(ctx, name) },
-			})
-		}
+	p := d.pipeline(name)
+	if p == nil {
+		return RebuildStatus{Pipeline: name}, fmt.Errorf("%w: %q", ErrUnknownPipeline, name)
 	}
-	return RebuildStatus{Pipeline: name}, fmt.Errorf("%w: %q", ErrUnknownPipeline, name)
+	return Rebuild(ctx, RebuildOptions{
+		Pipeline: p, DataDir: d.DataDir, Logger: d.Logger, Metrics: d.Metrics, Progress: progress,
+		Pause: func(ctx context.Context) (func(), error) { return d.Pause(ctx, name) },
+	})
 }
 
 // PauseByLock is a RebuildOptions.Pause for a pipeline that no daemon runs:

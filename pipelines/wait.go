@@ -45,11 +45,7 @@ const waitPoll = 5 * time.Millisecond
 // on standby) is waited for.
 func (d *Daemon) Wait(ctx context.Context, pipeline, origin, pos string, timeout time.Duration) (WaitResult, error) {
 	res := WaitResult{Pipeline: pipeline, Applied: map[string]string{}}
-	known := false
-	for _, p := range d.Pipelines {
-		known = known || p.Name == pipeline
-	}
-	if !known {
+	if !d.Has(pipeline) {
 		return res, fmt.Errorf("%w: %q", ErrUnknownPipeline, pipeline)
 	}
 	if pos == "" {

@@ -228,37 +228,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err := legacy.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&legacyOrders); err != nil {
 		return rep, err
 	}
-	viewPath := filepath.Join(o.DataDir, "views.db")
-	var views *sql.DB
-	defer func() {
-		if views != nil {
-			views.Close()
-		}
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if views == nil {
-			if _, err := os.Stat(viewPath); err == nil {
-				if views, err = sql.Open("sqlite3", "file:"+viewPath+"?mode=ro&_busy_timeout=5000"); err != nil {
-					return rep, err
-				}
-			}
-		}
-		var n int
-		if views != nil && views.QueryRowContext(ctx, `SELECT count(*) FROM orders_by_customer`).Scan(&n) == nil && n >= legacyOrders {
-			break
-		}
-		if time.Now().After(deadline) {
-			return rep, fmt.Errorf("the initial snapshot did not reach the SQLite view in 60s (see %s)", logFile.Name())
-		}
-		select {
-		case <-ctx.Done():
-			return rep, ctx.Err()
-		case <-exited:
-			return rep, fmt.Errorf("tapline exited: %v (see %s)", waitErr, logFile.Name())
-		case <-time.After(50 * time.Millisecond):
-		}
+	views, err := waitView(ctx, filepath.Join(o.DataDir, "views.db"), "orders_by_customer", legacyOrders, exited, &waitErr)
+	if err != nil {
+		return rep, fmt.Errorf("%w (see %s)", err, logFile.Name())
 	}
+	defer views.Close()
 	branchViews, err := waitView(ctx, filepath.Join(o.DataDir, "branch.db"), "branch_orders", 100, exited, &waitErr)
 	if err != nil {
 		return rep, fmt.Errorf("%w (see %s)", err, logFile.Name())
@@ -341,7 +315,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	defer reporting.Close()
 	checks := viewChecks(legacy, views, rdb, reporting, o.CachePrefix)
 	checks = append(checks, branchCheck(branch, branchViews))
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		rep.Views = rep.Views[:0]
 		for _, c := range checks {

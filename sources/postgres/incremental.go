@@ -241,25 +241,8 @@ func (in *incremental) chunk(ctx context.Context, t snapTable) error {
 	for _, ci := range t.keyCols {
 		w.keyCols = append(w.keyCols, t.schema.Columns[ci].Name)
 	}
-	cols := make([]string, len(t.schema.Columns))
-	for i, c := range t.schema.Columns {
-		cols[i] = pgx.Identifier{c.Name}.Sanitize()
-	}
-	keys := make([]string, len(t.keyCols))
-	for i, ci := range t.keyCols {
-		keys[i] = cols[ci]
-	}
-	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + quoteTable(t.id)
-	var args []any
-	if after := in.resumeKey(); len(after) == len(keys) {
-		ph := make([]string, len(keys))
-		for i := range keys {
-			ph[i] = fmt.Sprintf("$%d::%s", i+1, t.keyTypes[i])
-			args = append(args, after[i])
-		}
-		q += " WHERE (" + strings.Join(keys, ", ") + ") > (" + strings.Join(ph, ", ") + ")"
-	}
-	q += fmt.Sprintf(" ORDER BY %s LIMIT %d", strings.Join(keys, ", "), s.cfg.IncrementalChunk)
+	q, args := t.keysetQuery(in.resumeKey())
+	q += fmt.Sprintf(" LIMIT %d", s.cfg.IncrementalChunk)
 
 	if _, err := s.pool.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2)", snapshotPrefix, w.id+":low"); err != nil {
 		return classify(fmt.Errorf("postgres: incremental snapshot: low watermark: %w", err))

@@ -89,6 +89,34 @@ func (sn *snapshot) loadTables(ctx context.Context, ids []connectors.TableID) er
 	return nil
 }
 
+// keysetQuery selects the table's rows in primary-key order, after the key
+// values after (as text) when given; a table without a key is read whole,
+// in no order.
+func (t snapTable) keysetQuery(after []string) (string, []any) {
+	cols := make([]string, len(t.schema.Columns))
+	for i, c := range t.schema.Columns {
+		cols[i] = pgx.Identifier{c.Name}.Sanitize()
+	}
+	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + quoteTable(t.id)
+	if len(t.keyCols) == 0 {
+		return q, nil
+	}
+	keys := make([]string, len(t.keyCols))
+	for i, ci := range t.keyCols {
+		keys[i] = cols[ci]
+	}
+	var args []any
+	if len(after) == len(keys) {
+		ph := make([]string, len(keys))
+		for i := range keys {
+			ph[i] = fmt.Sprintf("$%d::%s", i+1, t.keyTypes[i])
+			args = append(args, after[i])
+		}
+		q += " WHERE (" + strings.Join(keys, ", ") + ") > (" + strings.Join(ph, ", ") + ")"
+	}
+	return q + " ORDER BY " + strings.Join(keys, ", "), args
+}
+
 // querier is what loadTable reads the catalog with: a pool, a connection
 // or a transaction.
 type querier interface {
@@ -175,29 +203,12 @@ func (sn *snapshot) run(ctx context.Context, r *receiver) error {
 
 func (sn *snapshot) table(ctx context.Context, r *receiver, ti uint32, t snapTable, after *snapPos) error {
 	s := sn.src
-	cols := make([]string, len(t.schema.Columns))
-	for i, c := range t.schema.Columns {
-		cols[i] = pgx.Identifier{c.Name}.Sanitize()
-	}
-	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + quoteTable(t.id)
-	var args []any
+	var afterKey []string
 	row := uint64(0)
-	if len(t.keyCols) > 0 {
-		keys := make([]string, len(t.keyCols))
-		for i, ci := range t.keyCols {
-			keys[i] = cols[ci]
-		}
-		if after != nil && len(after.Key) == len(keys) {
-			ph := make([]string, len(keys))
-			for i := range keys {
-				ph[i] = fmt.Sprintf("$%d::%s", i+1, t.keyTypes[i])
-				args = append(args, after.Key[i])
-			}
-			q += " WHERE (" + strings.Join(keys, ", ") + ") > (" + strings.Join(ph, ", ") + ")"
-			row = after.Row
-		}
-		q += " ORDER BY " + strings.Join(keys, ", ")
+	if after != nil && len(after.Key) == len(t.keyCols) {
+		afterKey, row = after.Key, after.Row
 	}
+	q, args := t.keysetQuery(afterKey)
 	cursor := fmt.Sprintf("tapline_snap_%d", ti)
 	if _, err := sn.tx.Exec(ctx, "DECLARE "+cursor+" NO SCROLL CURSOR FOR "+q, args...); err != nil {
 		return fmt.Errorf("postgres: snapshot of %s: %w", t.id, err)
