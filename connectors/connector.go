@@ -100,6 +100,33 @@ type AtomicSink interface {
 	CommittedPosition(ctx context.Context) (Position, error)
 }
 
+// PipelinedSink is a Sink that can take the next batch while earlier ones
+// are still becoming durable: a log that acknowledges asynchronously (NATS
+// JetStream). The engine starts a batch, then starts the next one before
+// waiting for the first, so the log's pipe never drains between batches;
+// it still commits and acknowledges each batch only once it is durable,
+// and in order.
+type PipelinedSink interface {
+	Sink
+	// StartBatch starts writing b and returns once the sink no longer
+	// refers to b's events; the Pending reports when they are durable.
+	// Batches become durable in the order they were started. A
+	// *RejectError means nothing of b was written; any other error, from
+	// StartBatch or the Pending, means b is not durable and is written
+	// again (with WriteBatch, after the Pendings started before it are
+	// done), exactly as after a WriteBatch error.
+	StartBatch(ctx context.Context, b Batch) (Pending, error)
+}
+
+// Pending is a batch a PipelinedSink has started.
+type Pending interface {
+	// Done is closed once the batch is durable or has failed.
+	Done() <-chan struct{}
+	// Err, after Done is closed, is nil when every event of the batch is
+	// durable.
+	Err() error
+}
+
 // Checker is implemented by connectors that can verify their connectivity
 // and the upstream's settings without reading or writing data
 // (`tapline validate --connect`). Check is called before Open, and the

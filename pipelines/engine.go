@@ -52,8 +52,9 @@ type Job struct {
 	OnError Policy
 	Retry   Retry
 	// Queue is how many batches may wait between reading and writing; it
-	// is the backpressure bound: at most Queue+2 batches are in memory.
-	// Default 2.
+	// is the backpressure bound: at most Queue+2 batches are in memory
+	// (Queue+3 with a connectors.PipelinedSink, which has one more batch
+	// in flight). Default 2.
 	Queue int
 	// ShutdownTimeout bounds how long, after ctx is cancelled, the engine
 	// keeps writing, committing and acknowledging batches already read.
@@ -279,32 +280,122 @@ events:
 	return nil
 }
 
-// write makes each batch durable, commits its position, then acks it.
+// write makes each batch durable, commits its position, then acks it. With
+// a PipelinedSink it starts the next batch before the one in flight is
+// durable (one in flight at most), so the sink's pipe does not drain
+// between batches; commits and acks still follow durability, in order.
 func (j *Job) write(ctx context.Context, queue <-chan connectors.Batch, m *pipelineMetrics) error {
 	_, atomic := j.Sink.(connectors.AtomicSink)
-	for b := range queue {
+	ps, _ := j.Sink.(connectors.PipelinedSink)
+	var fly *inFlight // started, not yet known durable
+	for {
+		var (
+			b  connectors.Batch
+			ok bool
+		)
+		if fly == nil {
+			b, ok = <-queue
+		} else {
+			select {
+			case b, ok = <-queue:
+			case <-fly.p.Done():
+				// Durable (or failed) before the next batch came: commit
+				// it now rather than when the next one arrives.
+				if err := j.finish(ctx, fly, m); err != nil {
+					return err
+				}
+				fly = nil
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if !ok {
+			break
+		}
 		started := time.Now()
+		if ps != nil && len(b.Events) > 0 {
+			p, err := ps.StartBatch(ctx, b)
+			if err == nil {
+				if fly != nil {
+					if err := j.finish(ctx, fly, m); err != nil {
+						return err
+					}
+				}
+				fly = &inFlight{b: b, p: p, started: started}
+				continue
+			}
+			// Not started (rejected events, a failure): b goes the
+			// synchronous way below, with retries and the error policy.
+			j.Logger.Debug("pipelined start failed; writing the batch synchronously", "error", err)
+		}
+		if fly != nil {
+			if err := j.finish(ctx, fly, m); err != nil {
+				return err
+			}
+			fly = nil
+		}
 		if len(b.Events) > 0 || atomic {
 			if err := j.writeBatch(ctx, &b, m); err != nil {
 				return err
 			}
 		}
-		n := len(b.Events) // rejected events are gone by now
-		if b.Last == nil {
-			continue
+		if err := j.commit(ctx, &b, started, m); err != nil {
+			return err
 		}
-		if err := j.retry(ctx, "commit offset", func() error { return j.Offsets.Commit(ctx, j.Name, b.Last) }); err != nil {
-			return fmt.Errorf("commit offset %s: %w", j.FormatPosition(b.Last), err)
-		}
-		if err := j.Source.Ack(ctx, b.Last); err != nil {
-			// The position is durable; a failed ack only delays the
-			// upstream's cleanup, and the next ack covers it.
-			j.Logger.Warn("acknowledge to source failed; the next ack covers it", "position", j.FormatPosition(b.Last), "error", err)
-			m.errors.WithLabelValues("ack").Inc()
-		}
-		m.observeBatch(&b, n, time.Since(started))
-		j.Logger.Debug("batch durable", "batch_events", len(b.Events), "position", j.FormatPosition(b.Last), "duration", time.Since(started))
 	}
+	if fly != nil {
+		return j.finish(ctx, fly, m)
+	}
+	return nil
+}
+
+// inFlight is a batch a PipelinedSink has started.
+type inFlight struct {
+	b       connectors.Batch
+	p       connectors.Pending
+	started time.Time
+}
+
+// finish waits until f's batch is durable, writing it again (synchronously,
+// with retries) if it failed, then commits and acknowledges it.
+func (j *Job) finish(ctx context.Context, f *inFlight, m *pipelineMetrics) error {
+	select {
+	case <-f.p.Done():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := f.p.Err(); err != nil {
+		if !connectors.IsRetryable(err) {
+			return fmt.Errorf("write batch ending at %s: %w", j.FormatPosition(f.b.Last), err)
+		}
+		j.Logger.Warn("retrying", "op", "write batch", "error", err)
+		m.errors.WithLabelValues("retry").Inc()
+		if err := j.writeBatch(ctx, &f.b, m); err != nil {
+			return err
+		}
+	}
+	return j.commit(ctx, &f.b, f.started, m)
+}
+
+// commit stores b's position in the offset store, then acknowledges it to
+// the source.
+func (j *Job) commit(ctx context.Context, b *connectors.Batch, started time.Time, m *pipelineMetrics) error {
+	n := len(b.Events) // rejected events are gone by now
+	if b.Last == nil {
+		return nil
+	}
+	if err := j.retry(ctx, "commit offset", func() error { return j.Offsets.Commit(ctx, j.Name, b.Last) }); err != nil {
+		return fmt.Errorf("commit offset %s: %w", j.FormatPosition(b.Last), err)
+	}
+	if err := j.Source.Ack(ctx, b.Last); err != nil {
+		// The position is durable; a failed ack only delays the
+		// upstream's cleanup, and the next ack covers it.
+		j.Logger.Warn("acknowledge to source failed; the next ack covers it", "position", j.FormatPosition(b.Last), "error", err)
+		m.errors.WithLabelValues("ack").Inc()
+	}
+	m.observeBatch(b, n, time.Since(started))
+	j.Logger.Debug("batch durable", "batch_events", n, "position", j.FormatPosition(b.Last), "duration", time.Since(started))
 	return nil
 }
 

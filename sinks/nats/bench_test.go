@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/tapline/tapline/connectors"
 	"github.com/tapline/tapline/connectors/eventjson"
+	"github.com/tapline/tapline/offsets"
+	"github.com/tapline/tapline/pipelines"
 	"github.com/tapline/tapline/sinks/nats"
 )
 
@@ -49,12 +52,17 @@ func benchEvent(ev *connectors.Event, i int, note string) {
 	}
 }
 
-// BenchmarkSinkVsPlainPublish publishes the same events through the sink
-// (encoding, headers, bounded async publish, waiting for every ack per
-// batch of 1000) and through a plain nats.go async-publish loop sending the
-// sink's bytes (payload and headers, the same max_pending), each into a
-// fresh stream on the test NATS server, and reports both rates and their
-// ratio. Run it with -benchtime=1x.
+// BenchmarkSinkVsPlainPublish publishes the same events through tapline
+// (the engine's pipelines.Run, batches of 1000, with the sink encoding,
+// setting headers, publishing asynchronously and committing each batch once
+// JetStream acknowledged it) and through a plain nats.go async-publish loop
+// sending the sink's bytes (payload and headers, the same max_pending),
+// each into its own stream on the test NATS server, and reports both rates
+// and their ratio. The two alternate in ten slices, so both see the same
+// conditions on a shared machine. A third series runs the sink with its
+// pipelining hidden from the engine (each batch's acks awaited before the
+// next is published), to show what pipelining brings. Run it with
+// -benchtime=1x.
 func BenchmarkSinkVsPlainPublish(b *testing.B) {
 	n := benchEvents(b)
 	tg := realTarget(b)
@@ -63,71 +71,126 @@ func BenchmarkSinkVsPlainPublish(b *testing.B) {
 	benchEvent(&sample, 1, note)
 	payload, _ := eventjson.Marshal(&sample)
 	b.ReportAllocs()
-	var sinkRate, plainRate float64
+	var sinkRate, syncRate, plainRate float64
 	for b.Loop() {
-		// The sink.
 		cfg := tg.config()
-		s := tg.newSink(b, cfg)
-		if err := s.Open(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		evs := make([]connectors.Event, 1000)
-		start := time.Now()
-		for i := 0; i < n; i += len(evs) {
-			batch := evs[:min(len(evs), n-i)]
-			for j := range batch {
-				benchEvent(&batch[j], i+j, note)
-			}
-			if err := s.WriteBatch(context.Background(), connectors.Batch{Events: batch, Last: batch[len(batch)-1].Position}); err != nil {
+		plain := newPlainPublisher(b, tg.url, tg.stream+"_PLAIN", tg.prefix+"_plain", payload, cfg.MaxPending, tg.pipeline)
+		var sinkTime, syncTime, plainTime time.Duration
+		run := func(sink connectors.Sink, from, to int) time.Duration {
+			start := time.Now()
+			err := pipelines.Run(context.Background(), pipelines.Job{
+				Name: tg.pipeline, Source: &benchSource{next: from, end: to, note: note},
+				Sink: sink, Offsets: offsets.NewMemory(),
+				Limits: connectors.Limits{MaxEvents: 1000, MaxBytes: 4 << 20, MaxWait: time.Second},
+			})
+			if err != nil {
 				b.Fatal(err)
 			}
+			return time.Since(start)
 		}
-		sinkRate = float64(n) / time.Since(start).Seconds()
-		s.Close(context.Background())
-
-		// The baseline, into a second stream.
-		plainRate = plainPublish(b, tg.url, tg.stream+"_PLAIN", tg.prefix+"_plain", n, payload, cfg.MaxPending, tg.pipeline)
+		syncCfg := cfg
+		syncCfg.Stream, syncCfg.SubjectPrefix = tg.stream+"_SYNC", tg.prefix+"_sync"
+		slice := max(1000, n/10)
+		for from := 0; from < n; from += slice {
+			to := min(n, from+slice)
+			sinkTime += run(tg.newSink(b, cfg), from, to)
+			// The same sink with pipelining hidden from the engine: it
+			// waits for every batch's acks before starting the next.
+			syncTime += run(syncOnly{tg.newSink(b, syncCfg)}, from, to)
+			plainTime += plain.publish(b, from, to)
+		}
+		plain.close(b, n)
+		tg.js.DeleteStream(context.Background(), syncCfg.Stream)
+		sinkRate = float64(n) / sinkTime.Seconds()
+		plainRate = float64(n) / plainTime.Seconds()
+		syncRate = float64(n) / syncTime.Seconds()
+		if info, err := tg.js.Stream(context.Background(), tg.stream); err != nil || info.CachedInfo().State.Msgs != uint64(n) {
+			b.Fatalf("sink stream holds %v messages, want %d (%v)", info, n, err)
+		}
 	}
 	b.ReportMetric(sinkRate, "sink_events/s")
 	b.ReportMetric(plainRate, "plain_events/s")
 	b.ReportMetric(sinkRate/plainRate, "sink/plain")
+	b.ReportMetric(syncRate, "sync_sink_events/s")
+	b.ReportMetric(syncRate/plainRate, "sync_sink/plain")
 	b.ReportMetric(float64(len(payload)), "event_bytes")
 }
 
-func plainPublish(b *testing.B, url, stream, prefix string, n int, payload []byte, maxPending int, pipeline string) float64 {
+// syncOnly hides StartBatch, so the engine writes batch by batch.
+type syncOnly struct{ connectors.Sink }
+
+// benchSource returns events next..end-1 (benchEvent) in batches.
+type benchSource struct {
+	next, end int
+	note      string
+}
+
+func (s *benchSource) Open(context.Context, connectors.Position) error { return nil }
+func (s *benchSource) Ack(context.Context, connectors.Position) error  { return nil }
+func (s *benchSource) Close(context.Context) error                     { return nil }
+
+func (s *benchSource) ReadBatch(_ context.Context, lim connectors.Limits) (connectors.Batch, error) {
+	if s.next >= s.end {
+		return connectors.Batch{}, io.EOF
+	}
+	evs := make([]connectors.Event, min(lim.MaxEvents, s.end-s.next))
+	for i := range evs {
+		benchEvent(&evs[i], s.next+i, s.note)
+	}
+	s.next += len(evs)
+	return connectors.Batch{Events: evs, Last: evs[len(evs)-1].Position}, nil
+}
+
+// plainPublisher is the baseline: a plain nats.go async-publish loop.
+type plainPublisher struct {
+	nc              *gonats.Conn
+	js              jetstream.JetStream
+	stream, subject string
+	payload         []byte
+	pipeline        string
+}
+
+func newPlainPublisher(b *testing.B, url, stream, prefix string, payload []byte, maxPending int, pipeline string) *plainPublisher {
 	nc, err := gonats.Connect(url)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer nc.Close()
 	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPending))
-	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{prefix + ".>"},
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: stream, Subjects: []string{prefix + ".>"},
 		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
 		b.Fatal(err)
 	}
-	defer js.DeleteStream(context.Background(), stream)
-	subject := prefix + ".bench.orders"
+	return &plainPublisher{nc: nc, js: js, stream: stream, subject: prefix + ".bench.orders", payload: payload, pipeline: pipeline}
+}
+
+// publish sends messages from..to-1 and waits for their acks.
+func (p *plainPublisher) publish(b *testing.B, from, to int) time.Duration {
 	start := time.Now()
-	for i := 0; i < n; i++ {
+	for i := from; i < to; i++ {
 		pos := connectors.TxPosition{Commit: uint64(i/10 + 1), Ordinal: uint32(i%10 + 1)}.Encode()
-		m := &gonats.Msg{Subject: subject, Data: payload, Header: gonats.Header{
-			jetstream.MsgIDHeader: {pipeline + "/" + base64.RawURLEncoding.EncodeToString(pos)},
+		m := &gonats.Msg{Subject: p.subject, Data: p.payload, Header: gonats.Header{
+			jetstream.MsgIDHeader: {p.pipeline + "/" + base64.RawURLEncoding.EncodeToString(pos)},
 			nats.HeaderOp:         {"c"}, nats.HeaderTable: {"bench.orders"}, nats.HeaderSchemaVersion: {"1"},
 			nats.HeaderKey: {fmt.Sprintf(`{"id":%d}`, i)},
 		}}
-		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(30*time.Second)); err != nil {
+		if _, err := p.js.PublishMsgAsync(m, jetstream.WithStallWait(30*time.Second)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	select {
-	case <-js.PublishAsyncComplete():
+	case <-p.js.PublishAsyncComplete():
 	case <-time.After(time.Minute):
 		b.Fatal("plain publish: acks did not arrive within a minute")
 	}
-	rate := float64(n) / time.Since(start).Seconds()
-	if st, err := js.Stream(ctx, stream); err != nil || st.CachedInfo().State.Msgs != uint64(n) {
+	return time.Since(start)
+}
+
+// close checks the plain stream holds n messages and deletes it.
+func (p *plainPublisher) close(b *testing.B, n int) {
+	ctx := context.Background()
+	defer p.nc.Close()
+	defer p.js.DeleteStream(ctx, p.stream)
+	if st, err := p.js.Stream(ctx, p.stream); err != nil || st.CachedInfo().State.Msgs != uint64(n) {
 		b.Fatalf("plain stream holds %v messages, want %d (%v)", st, n, err)
 	}
-	return rate
 }

@@ -150,11 +150,106 @@ type Sink struct {
 	opened   bool
 	closed   bool
 
-	enc  eventjson.Encoder
+	enc eventjson.Encoder
+
+	// The publish pipeline: StartBatch takes a slot per message before
+	// publishing it and queues its future on acks; the acker goroutine
+	// resolves the futures in order, frees their slots, and completes a
+	// batch when it reaches the batch's end marker.
+	slots     chan struct{}
+	acks      chan ackItem
+	ackerStop chan struct{}
+	ackerDone chan struct{}
+	inFlight  atomicMax // unacknowledged messages now, and the peak; for tests
+
+	freeMu sync.Mutex
+	free   []*buffers // buffers of batches known stored, for reuse
+}
+
+// buffers hold a started batch's messages and payloads until JetStream has
+// acknowledged them: the client may publish a message again (no responders)
+// until then.
+type buffers struct {
 	buf  []byte
 	msgs []gonats.Msg
+}
 
-	peakInFlight int // the most unacknowledged messages seen; for tests
+// ackItem is a published message's future, or (f nil) the end of a batch.
+type ackItem struct {
+	f    jetstream.PubAckFuture
+	p    *pending
+	bufs *buffers // with the end marker: returned to the free list on success
+}
+
+// pending is a started batch (connectors.Pending). The acker alone writes
+// its fields, before closing done.
+type pending struct {
+	done    chan struct{}
+	n       int // messages in the batch
+	err     error
+	first   error // the first failed message's error
+	nFailed int
+}
+
+// Done is closed when every message of the batch is acknowledged or has
+// failed.
+func (p *pending) Done() <-chan struct{} { return p.done }
+
+// Err is nil when JetStream stored every message of the batch.
+func (p *pending) Err() error { return p.err }
+
+func (p *pending) fail(err error) {
+	if p.first == nil {
+		p.first = err
+	}
+	p.nFailed++
+}
+
+func (p *pending) firstErr() error { return p.first }
+
+// atomicMax counts and remembers the highest count.
+type atomicMax struct {
+	mu       sync.Mutex
+	now, max int
+}
+
+func (a *atomicMax) add(d int) {
+	a.mu.Lock()
+	a.now += d
+	a.max = max(a.max, a.now)
+	a.mu.Unlock()
+}
+
+func (a *atomicMax) peak() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.max
+}
+
+// takeBuffers returns buffers for a batch: free ones, or new.
+func (s *Sink) takeBuffers() *buffers {
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free = s.free[:n-1]
+		return b
+	}
+	return &buffers{}
+}
+
+// putBuffers keeps bufs for another batch, unless enough are kept or they
+// grew too large.
+func (s *Sink) putBuffers(b *buffers) {
+	clear(b.msgs) // drop references to headers and data
+	if cap(b.buf) > maxKeptBuffer {
+		return
+	}
+	s.freeMu.Lock()
+	defer s.freeMu.Unlock()
+	if len(s.free) < 3 {
+		s.free = append(s.free, b)
+	}
 }
 
 // New builds a nats sink.
@@ -214,10 +309,24 @@ func (s *Sink) connect(ctx context.Context) error {
 		return fmt.Errorf("nats: %w", err)
 	}
 	s.nc, s.js, s.release, s.maxMsg = nc, js, release, nc.MaxPayload()
+	s.slots = make(chan struct{}, s.cfg.MaxPending)
+	s.acks = make(chan ackItem, s.cfg.MaxPending+4)
+	s.ackerStop = make(chan struct{})
+	s.ackerDone = make(chan struct{})
+	go s.acker(s.acks, s.slots, s.ackerStop, s.ackerDone)
 	return nil
 }
 
+// disconnect stops the acker (batches not yet acknowledged fail with
+// ErrClosed; they were never reported durable) and closes the connection.
+// The caller holds s.mu, so no StartBatch is publishing.
 func (s *Sink) disconnect() {
+	if s.acks != nil {
+		close(s.ackerStop)
+		close(s.acks)
+		<-s.ackerDone
+		s.acks, s.slots = nil, nil
+	}
 	if s.release != nil {
 		s.release()
 	}
@@ -379,34 +488,69 @@ func (s *Sink) subjectFor(dst []byte, ev *connectors.Event) ([]byte, error) {
 // and JetStream drops the messages that had been stored (same
 // Nats-Msg-Id).
 func (s *Sink) WriteBatch(ctx context.Context, b connectors.Batch) error {
+	if len(b.Events) == 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		switch {
+		case s.closed:
+			return connectors.ErrClosed
+		case !s.opened:
+			return errors.New("nats: WriteBatch before Open")
+		}
+		return nil
+	}
+	p, err := s.StartBatch(ctx, b)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.Done():
+		return p.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// StartBatch publishes b and returns without waiting for JetStream's
+// acknowledgements, which the returned Pending reports (the engine starts
+// the next batch meanwhile: connectors.PipelinedSink). At most max_pending
+// messages, over all started batches, are unacknowledged at once.
+func (s *Sink) StartBatch(ctx context.Context, b connectors.Batch) (connectors.Pending, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case s.closed:
-		return connectors.ErrClosed
+		return nil, connectors.ErrClosed
 	case !s.opened:
-		return errors.New("nats: WriteBatch before Open")
-	case len(b.Events) == 0:
-		return nil
+		return nil, errors.New("nats: StartBatch before Open")
 	}
-	msgs, err := s.encode(b.Events)
+	bufs := s.takeBuffers()
+	if err := s.encode(bufs, b.Events); err != nil {
+		s.putBuffers(bufs)
+		return nil, err
+	}
+	p := &pending{done: make(chan struct{}), n: len(bufs.msgs)}
+	err := s.publish(ctx, p, bufs.msgs)
 	if err != nil {
-		return err
+		p.err = err // read by the acker after the end marker
 	}
-	if err := s.publish(ctx, msgs); err != nil {
-		return err
+	// The end marker completes p once every future queued before it is
+	// resolved; on success it gives the buffers back.
+	s.acks <- ackItem{p: p, bufs: bufs}
+	if err != nil {
+		return nil, err
 	}
-	clear(msgs) // drop references to headers and data
-	return nil
+	return p, nil
 }
 
-// encode builds one message per event, their payloads in s.buf.
-func (s *Sink) encode(evs []connectors.Event) ([]gonats.Msg, error) {
-	buf := s.buf[:0]
-	if cap(s.msgs) < len(evs) {
-		s.msgs = make([]gonats.Msg, len(evs))
+// encode builds one message per event into bufs, their payloads in
+// bufs.buf.
+func (s *Sink) encode(bufs *buffers, evs []connectors.Event) error {
+	buf := bufs.buf[:0]
+	if cap(bufs.msgs) < len(evs) {
+		bufs.msgs = make([]gonats.Msg, len(evs))
 	}
-	msgs := s.msgs[:len(evs)]
+	msgs := bufs.msgs[:len(evs)]
 	spans := make([][2]int, len(evs)) // payload offsets in buf
 	var rejected []connectors.EventError
 	reject := func(i int, err error) { rejected = append(rejected, connectors.EventError{Index: i, Err: err}) }
@@ -449,20 +593,16 @@ func (s *Sink) encode(evs []connectors.Event) ([]gonats.Msg, error) {
 		msgs[i] = gonats.Msg{Subject: subj, Header: hdr}
 		spans[i] = [2]int{start, len(buf)}
 	}
-	if cap(buf) <= maxKeptBuffer {
-		s.buf = buf
-	} else {
-		s.buf = nil
-	}
+	bufs.buf, bufs.msgs = buf, msgs
 	if rejected != nil {
 		clear(msgs)
-		return nil, &connectors.RejectError{Events: rejected}
+		return &connectors.RejectError{Events: rejected}
 	}
 	// Slice the payloads only now: buf may have moved while growing.
 	for i := range msgs {
 		msgs[i].Data = buf[spans[i][0]:spans[i][1]:spans[i][1]]
 	}
-	return msgs, nil
+	return nil
 }
 
 // maxKeptBuffer is the largest encoding buffer kept between batches.
@@ -503,72 +643,58 @@ func headerValue(s string) string {
 	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 }
 
-// publish publishes msgs asynchronously, never more than max_pending
-// unacknowledged at once, and waits for every acknowledgement.
-func (s *Sink) publish(ctx context.Context, msgs []gonats.Msg) error {
-	futures := make([]jetstream.PubAckFuture, 0, min(len(msgs), s.cfg.MaxPending))
-	var (
-		failed  error
-		nFailed int
-	)
-	// await waits for the oldest unresolved future.
-	await := func(f jetstream.PubAckFuture) error {
+// publish publishes msgs asynchronously for p, taking a slot per message
+// (so never more than max_pending are unacknowledged over all batches), and
+// queues their futures for the acker.
+func (s *Sink) publish(ctx context.Context, p *pending, msgs []gonats.Msg) error {
+	for i := range msgs {
 		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if failed == nil {
-				failed = err
-			}
-			nFailed++
+		case s.slots <- struct{}{}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		return nil
-	}
-	done := 0 // futures[:done] are resolved
-	for i := range msgs {
-		if len(futures)-done >= s.cfg.MaxPending {
-			if err := await(futures[done]); err != nil {
-				return s.abandon(err)
-			}
-			done++
-		}
+		s.inFlight.add(1)
 		// The jetstream client writes the message out and keeps it for a
-		// retry when no stream answered; s.buf holds its payload until all
-		// futures are resolved.
+		// retry when no stream answered; the buffers stay untouched until
+		// every future of the batch is resolved.
 		f, err := s.js.PublishMsgAsync(&msgs[i])
 		if err != nil {
-			return s.abandon(connectors.Retryable(fmt.Errorf("nats: publish to %s: %s", msgs[i].Subject, s.cfg.Scrub(err))))
+			<-s.slots
+			s.inFlight.add(-1)
+			return connectors.Retryable(fmt.Errorf("nats: publish to %s: %s", msgs[i].Subject, s.cfg.Scrub(err)))
 		}
-		futures = append(futures, f)
-		if n := len(futures) - done; n > s.peakInFlight {
-			s.peakInFlight = n
-		}
-		// Compact the resolved prefix now and then, so the slice stays
-		// within max_pending.
-		if done > 0 && len(futures) == cap(futures) {
-			futures = append(futures[:0], futures[done:]...)
-			done = 0
-		}
-	}
-	for ; done < len(futures); done++ {
-		if err := await(futures[done]); err != nil {
-			return s.abandon(err)
-		}
-	}
-	if failed != nil {
-		return connectors.Retryable(fmt.Errorf("nats: %d of %d message(s) of the batch were not acknowledged by stream %q (first: %s); the batch will be written again and JetStream drops what was stored",
-			nFailed, len(msgs), s.stream, s.cfg.Scrub(failed)))
+		s.acks <- ackItem{f: f, p: p}
 	}
 	return nil
 }
 
-// abandon returns err from a publish left with unresolved futures: the
-// jetstream client may still retry their messages, which refer to s.msgs
-// and s.buf, so neither is reused.
-func (s *Sink) abandon(err error) error {
-	s.buf, s.msgs = nil, nil
-	return err
+// acker resolves the futures in publish order. A batch is complete at its
+// end marker, which comes after all its futures.
+func (s *Sink) acker(acks <-chan ackItem, slots <-chan struct{}, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for it := range acks {
+		if it.f == nil { // a batch's end
+			p := it.p
+			if p.err == nil && p.nFailed > 0 {
+				p.err = connectors.Retryable(fmt.Errorf("nats: %d of %d message(s) of the batch were not acknowledged by stream %q (first: %s); the batch will be written again and JetStream drops what was stored",
+					p.nFailed, p.n, s.stream, s.cfg.Scrub(p.firstErr())))
+			}
+			close(p.done)
+			if p.err == nil {
+				s.putBuffers(it.bufs)
+			} // else abandoned: the client may still hold its messages
+			continue
+		}
+		select {
+		case <-it.f.Ok():
+		case err := <-it.f.Err():
+			it.p.fail(err)
+		case <-stop:
+			it.p.fail(connectors.ErrClosed)
+		}
+		s.inFlight.add(-1)
+		<-slots
+	}
 }
 
 // Close closes the connection (messages not yet acknowledged are dropped;
@@ -582,6 +708,6 @@ func (s *Sink) Close(context.Context) error {
 	}
 	s.closed = true
 	s.disconnect()
-	s.buf, s.msgs = nil, nil
+	s.free = nil
 	return nil
 }

@@ -268,3 +268,72 @@ func TestNoCredentialsInErrors(t *testing.T) {
 		}
 	}
 }
+
+// Batches started one after the other (the engine's pipelining) are stored
+// in the order they were started, each reported done when stored, and
+// max_pending bounds the unacknowledged messages over all of them.
+func TestStartBatchPipelinesInOrder(t *testing.T) {
+	tg := realTarget(t)
+	cfg := tg.config()
+	cfg.MaxPending = 64
+	s := tg.newSink(t, cfg)
+	mustOpen(t, s)
+	want := map[string]string{}
+	first := connectortest.Changes(1, 500, 1, want)
+	second := connectortest.Changes(100, 500, 1000, want) // updates and deletes of the same keys, later
+	ctx := context.Background()
+	p1, err := s.StartBatch(ctx, batchOf(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := s.StartBatch(ctx, batchOf(second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range []connectors.Pending{p1, p2} {
+		select {
+		case <-p.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("batch %d not done after 30s", i+1)
+		}
+		if err := p.Err(); err != nil {
+			t.Fatalf("batch %d: %v", i+1, err)
+		}
+	}
+	ms := readStream(t, tg.url, tg.stream)
+	if len(ms) != len(first)+len(second) {
+		t.Fatalf("stream holds %d messages, want %d", len(ms), len(first)+len(second))
+	}
+	// Stored in start order: the second batch's updates come last per key.
+	if got := fold(t, tg.url, tg.stream); !maps.Equal(got, want) {
+		t.Fatalf("stream folds to %d rows that differ from the %d written", len(got), len(want))
+	}
+	if peak := s.PeakInFlight(); peak > 64 || peak < 2 {
+		t.Fatalf("peak of %d unacknowledged messages over two batches; want between 2 and max_pending 64", peak)
+	}
+}
+
+// Closing the sink with a batch still unacknowledged completes it with an
+// error instead of leaving the engine waiting.
+func TestCloseFailsBatchesInFlight(t *testing.T) {
+	tg := realTarget(t)
+	s := tg.newSink(t, tg.config())
+	mustOpen(t, s)
+	evs := connectortest.Changes(1, 2000, 1, map[string]string{})
+	p, err := s.StartBatch(context.Background(), batchOf(evs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close(context.Background())
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a batch in flight at Close was not completed")
+	}
+	// Done either way; stored only if every ack arrived before Close.
+	if err := p.Err(); err != nil && !errors.Is(err, connectors.ErrClosed) {
+		if !strings.Contains(err.Error(), "not acknowledged") {
+			t.Fatalf("batch in flight at Close: %v", err)
+		}
+	}
+}
