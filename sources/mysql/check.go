@@ -179,6 +179,9 @@ func (s *Source) resolveTables(ctx context.Context) ([]connectors.TableID, error
 				rows.Close()
 				return nil, err
 			}
+			if s.filter.isSignal(db, tn) {
+				continue // watermarks, not data
+			}
 			out = append(out, connectors.TableID{Schema: db, Name: tn})
 			n++
 		}

@@ -37,6 +37,10 @@ type Config struct {
 	RowImage      string            `yaml:"row_image" doc:"when binlog_row_image is not FULL: fail, or warn and mark the columns an event lacks as unchanged"`
 	SnapshotChunk int               `yaml:"snapshot_chunk" doc:"rows per snapshot query, read in primary-key order"`
 	LagWarn       time.Duration     `yaml:"lag_warn" doc:"log a warning when the replication lag (metric tapline_mysql_replication_lag_seconds) exceeds this; 0 turns the warning off"`
+	// IncrementalChunk and SignalTable serve incremental snapshots
+	// (`tapline snapshot PIPELINE --table db.table`).
+	IncrementalChunk int    `yaml:"incremental_chunk" doc:"rows per chunk of an incremental snapshot (tapline snapshot), read in primary-key order between two watermarks"`
+	SignalTable      string `yaml:"signal_table" doc:"the table (db.table, or a name in the database of the first tables entry) the source writes incremental snapshot watermarks into; created when first needed; never emitted; default: tapline_signal in the database of the first tables entry"`
 }
 
 // DefaultConfig returns the defaults.
@@ -50,6 +54,8 @@ func DefaultConfig() Config {
 		RowImage:      "fail",
 		SnapshotChunk: 10000,
 		LagWarn:       5 * time.Minute,
+
+		IncrementalChunk: 1024,
 	}
 }
 
@@ -93,6 +99,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("start_position: %w", err))
 		}
 	}
+	if c.IncrementalChunk <= 0 {
+		errs = append(errs, errors.New("incremental_chunk: must be positive"))
+	}
+	if c.SignalTable != "" {
+		if db, name, ok := strings.Cut(c.SignalTable, "."); ok && (db == "" || name == "" || strings.ContainsAny(name, ".*")) || strings.Contains(c.SignalTable, "*") {
+			errs = append(errs, fmt.Errorf("signal_table: %q: want db.table or a table name", c.SignalTable))
+		}
+	}
 	if c.SnapshotChunk <= 0 {
 		errs = append(errs, errors.New("snapshot_chunk: must be positive"))
 	}
@@ -108,6 +122,22 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// signalTable is the table incremental snapshot watermarks go into.
+func (c Config) signalTable() connectors.TableID {
+	name := c.SignalTable
+	if name == "" {
+		name = "tapline_signal"
+	}
+	if db, t, ok := strings.Cut(name, "."); ok {
+		return connectors.TableID{Schema: db, Name: t}
+	}
+	db := ""
+	if len(c.Tables) > 0 {
+		db, _, _ = strings.Cut(c.Tables[0], ".")
+	}
+	return connectors.TableID{Schema: db, Name: name}
 }
 
 // defaultServerID derives a replica server_id from the pipeline name, in a

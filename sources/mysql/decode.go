@@ -189,7 +189,7 @@ func (d *rowsDecoder) plan(tm *replication.TableMapEvent) *decodePlan {
 			return p
 		}
 	}
-	p := &decodePlan{tm: tm, captured: d.filter.match(string(tm.Schema), string(tm.Table))}
+	p := &decodePlan{tm: tm, captured: d.filter.decodes(string(tm.Schema), string(tm.Table))}
 	if p.captured {
 		cols, err := binlogColumns(tm, d.charsets)
 		if err != nil {

@@ -21,7 +21,7 @@ var (
 	}, []string{"pipeline"})
 	snapshotRowsVec = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tapline_mysql_snapshot_rows",
-		Help: "Rows the snapshot has read so far, per table.",
+		Help: "Rows the snapshot has read so far, per table: the initial snapshot's, plus the rows emitted by incremental snapshots (tapline snapshot).",
 	}, []string{"pipeline", "table"})
 )
 

@@ -15,8 +15,9 @@ import (
 // tableFilter matches the configured tables: db.table, or db.* for every
 // table of a database (including ones created later).
 type tableFilter struct {
-	exact map[string]bool // "db\x00table"
-	dbs   map[string]bool
+	exact  map[string]bool // "db\x00table"
+	dbs    map[string]bool
+	signal string // the signal table, "db\x00table": decoded, never captured
 }
 
 func newTableFilter(tables []string) *tableFilter {
@@ -32,8 +33,22 @@ func newTableFilter(tables []string) *tableFilter {
 	return f
 }
 
+// match reports whether a table is captured. The signal table never is,
+// also when a db.* entry covers it.
 func (f *tableFilter) match(db, table string) bool {
-	return f.dbs[db] || f.exact[db+"\x00"+table]
+	return (f.dbs[db] || f.exact[db+"\x00"+table]) && !f.isSignal(db, table)
+}
+
+// isSignal reports whether a table is the incremental snapshots' signal
+// table.
+func (f *tableFilter) isSignal(db, table string) bool {
+	return f.signal != "" && len(f.signal) == len(db)+1+len(table) && f.signal[:len(db)] == db && f.signal[len(db)] == 0 && f.signal[len(db)+1:] == table
+}
+
+// decodes reports whether the rows of a table are decoded: captured
+// tables and the signal table.
+func (f *tableFilter) decodes(db, table string) bool {
+	return f.dbs[db] || f.exact[db+"\x00"+table] || f.isSignal(db, table)
 }
 
 // tableInfo is a captured table as its latest TABLE_MAP event describes it.
@@ -191,7 +206,7 @@ func (s *Source) infoColumns(ctx context.Context, q querier, id connectors.Table
 		return nil, err
 	}
 	if len(ics) == 0 {
-		return nil, fmt.Errorf("mysql: table %s does not exist (or the user cannot see it)", id)
+		return nil, &noTableError{id}
 	}
 	var special map[string]string
 	if s.flavor == flavorMariaDB {
@@ -209,6 +224,13 @@ func (s *Source) infoColumns(ctx context.Context, q querier, id connectors.Table
 		cols[i] = c
 	}
 	return cols, nil
+}
+
+// noTableError says that a table is not in the catalog.
+type noTableError struct{ id connectors.TableID }
+
+func (e *noTableError) Error() string {
+	return fmt.Sprintf("mysql: table %s does not exist (or the user cannot see it)", e.id)
 }
 
 // querier is a *sql.DB or *sql.Conn.

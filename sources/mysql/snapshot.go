@@ -158,22 +158,10 @@ func (s *Source) beginSnapshot(ctx context.Context, ids []connectors.TableID, fr
 	}
 	sn.startEnc = sn.start.encode()
 	for _, id := range ids {
-		cols, err := s.infoColumns(ctx, conn, id)
+		t, err := s.loadTable(ctx, conn, id)
 		if err != nil {
 			return nil, err
 		}
-		t := snapTable{id: id, cols: cols}
-		cc := make([]connectors.Column, len(cols))
-		sel := make([]string, len(cols))
-		for i := range cols {
-			cc[i] = cols[i].Connector()
-			sel[i] = cols[i].SelectExpr(quoteIdent(cols[i].Name))
-		}
-		if t.schema, err = connectors.NewSchema(id, 1, cc); err != nil {
-			return nil, fmt.Errorf("mysql: snapshot: table %s: %w", id, err)
-		}
-		t.keyCols = t.schema.KeyColumns()
-		t.selects = strings.Join(sel, ", ")
 		_ = conn.QueryRowContext(ctx, "SELECT IFNULL(TABLE_ROWS, 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", id.Schema, id.Name).Scan(&t.estimate)
 		if len(t.keyCols) == 0 {
 			s.log.Warn("table has no primary key: the snapshot reads it in one query, and an interrupted snapshot reads it again from its start", "table", id.String())
@@ -208,6 +196,91 @@ func (sn *snapshot) run(ctx context.Context, r *receiver) error {
 	}
 	sn.src.log.Info("snapshot done; streaming from its binlog position", "position", sn.start.String())
 	return r.emit(ctx, item{last: sn.start.encode()})
+}
+
+// loadTable describes a table to read from its catalog entry.
+func (s *Source) loadTable(ctx context.Context, q querier, id connectors.TableID) (snapTable, error) {
+	cols, err := s.infoColumns(ctx, q, id)
+	if err != nil {
+		return snapTable{}, err
+	}
+	t := snapTable{id: id, cols: cols}
+	cc := make([]connectors.Column, len(cols))
+	sel := make([]string, len(cols))
+	for i := range cols {
+		cc[i] = cols[i].Connector()
+		sel[i] = cols[i].SelectExpr(quoteIdent(cols[i].Name))
+	}
+	if t.schema, err = connectors.NewSchema(id, 1, cc); err != nil {
+		return snapTable{}, fmt.Errorf("mysql: snapshot: table %s: %w", id, err)
+	}
+	t.keyCols = t.schema.KeyColumns()
+	t.selects = strings.Join(sel, ", ")
+	return t, nil
+}
+
+// keysetQuery is the SELECT of the rows after key (all rows when key is
+// nil) in primary-key order, at most limit of them (0: no limit; also no
+// order for a table without a key). Both snapshots read with it.
+func (t *snapTable) keysetQuery(key [][]byte, limit int) (string, []any) {
+	q := "SELECT " + t.selects + " FROM " + quoteTable(t.id)
+	var args []any
+	if key != nil {
+		// (k1 > ?) OR (k1 = ? AND k2 > ?) OR ...: the rows after the
+		// last one read, in a form every optimizer turns into a range.
+		var ors []string
+		for i := range t.keyCols {
+			var ands []string
+			for j := 0; j <= i; j++ {
+				c := &t.cols[t.keyCols[j]]
+				op := " = "
+				if j == i {
+					op = " > "
+				}
+				ands = append(ands, quoteIdent(c.Name)+op+placeholder(c))
+				args = append(args, keyArg(c, key[j]))
+			}
+			ors = append(ors, "("+strings.Join(ands, " AND ")+")")
+		}
+		q += " WHERE " + strings.Join(ors, " OR ")
+	}
+	if len(t.keyCols) > 0 {
+		names := make([]string, len(t.keyCols))
+		for i, ci := range t.keyCols {
+			names[i] = quoteIdent(t.cols[ci].Name)
+		}
+		q += " ORDER BY " + strings.Join(names, ", ")
+		if limit > 0 {
+			q += " LIMIT " + strconv.Itoa(limit)
+		}
+	}
+	return q, args
+}
+
+// decodeRow decodes a row read with keysetQuery.
+func (t *snapTable) decodeRow(raw []sql.RawBytes, opts mysqlconv.Options) ([]connectors.Value, error) {
+	vals := make([]connectors.Value, len(raw))
+	for i, b := range raw {
+		if b == nil {
+			continue
+		}
+		v, err := t.cols[i].DecodeText(b, opts)
+		if err != nil {
+			return nil, fmt.Errorf("mysql: snapshot of %s column %s: %w", t.id, t.cols[i].Name, err)
+		}
+		vals[i] = v
+	}
+	return vals, nil
+}
+
+// rawKey copies a row's key values as the server printed them: where a
+// keyset query goes on from.
+func (t *snapTable) rawKey(raw []sql.RawBytes) [][]byte {
+	key := make([][]byte, len(t.keyCols))
+	for i, ci := range t.keyCols {
+		key[i] = append([]byte{}, raw[ci]...)
+	}
+	return key
 }
 
 // keyArg turns a key value, as the server printed it, into a query
@@ -250,14 +323,6 @@ func (sn *snapshot) table(ctx context.Context, r *receiver, ti uint32, t *snapTa
 	if after != nil && len(after.Key) == len(t.keyCols) && len(t.keyCols) > 0 {
 		key, row = after.Key, after.Row
 	}
-	orderBy := ""
-	if len(t.keyCols) > 0 {
-		names := make([]string, len(t.keyCols))
-		for i, ci := range t.keyCols {
-			names[i] = quoteIdent(t.cols[ci].Name)
-		}
-		orderBy = " ORDER BY " + strings.Join(names, ", ") + " LIMIT " + strconv.Itoa(s.cfg.SnapshotChunk)
-	}
 	s.log.Info("snapshot of table starting", "table", t.id.String(), "estimated_rows", t.estimate, "resume_after_rows", row)
 	gauge := s.metrics.snapRows.WithLabelValues(s.rt.Pipeline, t.id.String())
 	lastLog := time.Now()
@@ -267,28 +332,7 @@ func (sn *snapshot) table(ctx context.Context, r *receiver, ti uint32, t *snapTa
 		dest[i] = &raw[i]
 	}
 	for {
-		q := "SELECT " + t.selects + " FROM " + quoteTable(t.id)
-		var args []any
-		if key != nil {
-			// (k1 > ?) OR (k1 = ? AND k2 > ?) OR ...: the rows after the
-			// last one read, in a form every optimizer turns into a range.
-			var ors []string
-			for i := range t.keyCols {
-				var ands []string
-				for j := 0; j <= i; j++ {
-					c := &t.cols[t.keyCols[j]]
-					op := " = "
-					if j == i {
-						op = " > "
-					}
-					ands = append(ands, quoteIdent(c.Name)+op+placeholder(c))
-					args = append(args, keyArg(c, key[j]))
-				}
-				ors = append(ors, "("+strings.Join(ands, " AND ")+")")
-			}
-			q += " WHERE " + strings.Join(ors, " OR ")
-		}
-		q += orderBy
+		q, args := t.keysetQuery(key, s.cfg.SnapshotChunk)
 		rows, err := sn.conn.QueryContext(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("mysql: snapshot of %s: %w", t.id, err)
@@ -301,22 +345,12 @@ func (sn *snapshot) table(ctx context.Context, r *receiver, ti uint32, t *snapTa
 			}
 			n++
 			row++
-			vals := make([]connectors.Value, len(raw))
-			for i, b := range raw {
-				if b == nil {
-					continue
-				}
-				v, err := t.cols[i].DecodeText(b, s.opts)
-				if err != nil {
-					rows.Close()
-					return fmt.Errorf("mysql: snapshot of %s column %s: %w", t.id, t.cols[i].Name, err)
-				}
-				vals[i] = v
+			vals, err := t.decodeRow(raw, s.opts)
+			if err != nil {
+				rows.Close()
+				return err
 			}
-			key = make([][]byte, len(t.keyCols))
-			for i, ci := range t.keyCols {
-				key[i] = append([]byte{}, raw[ci]...)
-			}
+			key = t.rawKey(raw)
 			pos := (&snapPos{Table: ti, Row: row, Start: sn.start, Key: key}).encode()
 			now := time.Now().UnixMilli()
 			ev := connectors.Event{

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	driver "github.com/go-sql-driver/mysql"
@@ -60,6 +61,9 @@ type Source struct {
 	buf    []item // a chunk being read
 	bufIdx int    // the first item of buf not returned yet
 
+	acked           atomic.Pointer[posKey] // the last stream position acknowledged
+	testIncremental func(*incremental)     // tests: adjust the incremental snapshot machinery
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -83,6 +87,8 @@ func New(cfg Config, rt connectors.Runtime) (*Source, error) {
 		return nil, fmt.Errorf("dsn: %w", err)
 	}
 	s := &Source{cfg: cfg, rt: rt, log: rt.Log(), dsn: d, serverID: cfg.ServerID, filter: newTableFilter(cfg.Tables)}
+	sig := cfg.signalTable()
+	s.filter.signal = sig.Schema + "\x00" + sig.Name
 	if s.serverID == 0 {
 		s.serverID = defaultServerID(rt.Pipeline)
 	}
@@ -190,6 +196,20 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 		}
 	}
 	r := newReceiver(s, start)
+	if stored != nil {
+		k := keyOf(*stored)
+		s.acked.Store(&k)
+	}
+	if s.rt.DataDir != "" {
+		// Incremental snapshots (tapline snapshot) need a place for their
+		// requests and progress.
+		if r.incr, err = s.newIncremental(stored); err != nil {
+			return err
+		}
+		if s.testIncremental != nil {
+			s.testIncremental(r.incr)
+		}
+	}
 	if snap == nil {
 		if err := r.connect(ctx); err != nil {
 			return err
@@ -357,15 +377,26 @@ func (s *Source) stopped() error {
 
 // Ack records that everything up to pos is durable. A binlog reader has
 // nothing to release upstream (the server keeps binlogs by its own
-// expiry settings), so it only checks the position.
+// expiry settings); the position tells incremental snapshots which chunks
+// are durable.
 func (s *Source) Ack(ctx context.Context, pos connectors.Position) error {
 	if isSnapPos(pos) {
 		return nil
 	}
-	if _, err := decodeStreamPos(pos); err != nil {
+	sp, err := decodeStreamPos(pos)
+	if err != nil {
 		return fmt.Errorf("mysql: ack: %w", err)
 	}
-	return nil
+	k := keyOf(sp)
+	for {
+		cur := s.acked.Load()
+		if cur != nil && cur.Kind == k.Kind && k.atOrBefore(*cur) {
+			return nil
+		}
+		if s.acked.CompareAndSwap(cur, &k) {
+			return nil
+		}
+	}
 }
 
 // Close stops streaming and closes the connections.

@@ -49,6 +49,9 @@ type receiver struct {
 	file  string // the binlog file being read
 
 	tx txState
+
+	incr      *incremental // nil when the source has no data directory
+	waitStart time.Time    // when the receiver began waiting for the next event; zero when not waiting
 }
 
 // txState is the transaction being read.
@@ -123,6 +126,7 @@ func (r *receiver) connect(ctx context.Context) error {
 		r.skip = &p
 	}
 	r.tx = txState{}
+	r.waitStart = time.Time{}
 	syncer := replication.NewBinlogSyncer(r.syncerConfig())
 	var streamer *replication.BinlogStreamer
 	var err error
@@ -204,24 +208,45 @@ func (r *receiver) reconnect(ctx context.Context, cause error) error {
 
 var errSilent = errors.New("no binlog event or heartbeat for 3 heartbeat periods")
 
-// next returns the next binlog event. With heartbeats on, a connection
-// that sends nothing for three heartbeat periods while the receiver waits
-// is taken as dead.
+// next returns the next binlog event, or nil when it is time for the
+// incremental snapshot machinery to look for requests. With heartbeats on,
+// a connection that sends nothing for three heartbeat periods while the
+// receiver waits is taken as dead.
 func (r *receiver) next(ctx context.Context) (*replication.BinlogEvent, error) {
-	hb := r.src.cfg.Heartbeat
-	if hb <= 0 {
-		return r.streamer.GetEvent(ctx)
-	}
 	if ev, err := r.streamer.GetEvent(doneCtx); err == nil {
+		r.waitStart = time.Time{}
 		return ev, nil
 	}
-	tctx, cancel := context.WithTimeout(ctx, 3*hb)
+	var deadline time.Time
+	silent := false
+	if hb := r.src.cfg.Heartbeat; hb > 0 {
+		if r.waitStart.IsZero() {
+			r.waitStart = time.Now()
+		}
+		deadline, silent = r.waitStart.Add(3*hb), true
+	}
+	if r.incr != nil {
+		if poll := r.incr.nextPoll(); deadline.IsZero() || poll.Before(deadline) {
+			deadline, silent = poll, false
+		}
+	}
+	if deadline.IsZero() {
+		return r.streamer.GetEvent(ctx)
+	}
+	tctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	ev, err := r.streamer.GetEvent(tctx)
-	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return nil, connectors.Retryable(errSilent)
+	if err == nil {
+		r.waitStart = time.Time{}
+		return ev, nil
 	}
-	return ev, err
+	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		if silent {
+			return nil, connectors.Retryable(errSilent)
+		}
+		return nil, nil
+	}
+	return nil, err
 }
 
 var doneCtx = func() context.Context {
@@ -233,7 +258,19 @@ var doneCtx = func() context.Context {
 // stream handles events until an error.
 func (r *receiver) stream(ctx context.Context) error {
 	for {
+		if r.incr != nil {
+			read, err := r.incr.step(ctx)
+			if err != nil {
+				return err
+			}
+			if read {
+				r.waitStart = time.Time{} // reading a chunk is not waiting for the server
+			}
+		}
 		ev, err := r.next(ctx)
+		if ev == nil && err == nil {
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -331,7 +368,10 @@ func eventStart(h *replication.EventHeader) uint32 {
 func (r *receiver) beginCommon(h *replication.EventHeader) {
 	r.tx = txState{open: true, start: eventStart(h), tsMs: int64(h.Timestamp) * 1000}
 	if h.Timestamp > 0 {
-		r.src.metrics.setLag(time.Since(time.Unix(int64(h.Timestamp), 0)).Seconds())
+		// Binlog timestamps are whole seconds: the transaction began in
+		// [ts, ts+1s), so the lag is at least now-(ts+1s). Reporting that
+		// lower bound keeps a caught-up source at 0 on a busy server.
+		r.src.metrics.setLag(time.Since(time.Unix(int64(h.Timestamp)+1, 0)).Seconds())
 	}
 }
 
@@ -445,6 +485,9 @@ func (r *receiver) query(ctx context.Context, h *replication.EventHeader, e *rep
 		r.beginAnonymous(h)
 	}
 	r.tx.ev++
+	if r.incr != nil {
+		r.incr.statement(q)
+	}
 	if m := truncateRE.FindStringSubmatch(q); m != nil {
 		db, table := string(e.Schema), m[1]
 		if d, t, ok := splitIdent(m[1]); ok {
@@ -524,6 +567,9 @@ func (r *receiver) afterSkip() bool {
 func (r *receiver) rows(ctx context.Context, h *replication.EventHeader, e *replication.RowsEvent) error {
 	r.tx.ev++
 	r.tx.row = 0
+	if r.src.filter.isSignal(string(e.Table.Schema), string(e.Table.Table)) {
+		return r.signal(ctx, e)
+	}
 	if e.Rows == nil || !r.src.filter.match(string(e.Table.Schema), string(e.Table.Table)) {
 		return nil
 	}
@@ -577,6 +623,9 @@ func (r *receiver) rows(ctx context.Context, h *replication.EventHeader, e *repl
 		for _, j := range ti.fixups {
 			ti.fixup(before, j)
 			ti.fixup(after, j)
+		}
+		if r.incr != nil && r.incr.win != nil {
+			r.incr.change(ti.schema, before, after)
 		}
 		pos := posBlock[:plen:plen]
 		posBlock = posBlock[plen:]
@@ -699,6 +748,11 @@ func (r *receiver) end(ctx context.Context, next uint32) error {
 	}
 	if r.skip != nil && t.skipping {
 		r.skip = nil
+	}
+	if r.incr != nil {
+		if err := r.incr.passed(t.commit); err != nil {
+			return err
+		}
 	}
 	r.tx = txState{}
 	if err := r.emit(ctx, item{last: p.encode()}); err != nil {
