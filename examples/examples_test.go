@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,8 @@ func TestExamplesLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	loaded := 0
+	// The strangler's pipelines for NATS, and their Kafka variants.
+	dirs = append(dirs, filepath.Join("strangler", "pipelines", "kafka"))
 	for _, dir := range dirs {
 		path := dir
 		if dir == "strangler" {
@@ -73,13 +76,13 @@ func TestExamplesLoad(t *testing.T) {
 		if len(ps) == 0 {
 			t.Errorf("%s: no pipelines", path)
 		}
-		if _, err := os.Stat(filepath.Join(dir, "README.md")); err != nil {
+		if _, err := os.Stat(filepath.Join(strings.SplitN(dir, string(filepath.Separator), 2)[0], "README.md")); err != nil {
 			t.Errorf("%s has no README.md", dir)
 		}
 		loaded += len(ps)
 	}
-	if loaded < 12 {
-		t.Errorf("loaded %d pipelines from the examples; want the 5 small ones, the quickstart and the strangler's 6", loaded)
+	if loaded < 18 {
+		t.Errorf("loaded %d pipelines from the examples; want the 5 small ones, the quickstart, the strangler's 6 and their 6 Kafka variants", loaded)
 	}
 }
 

@@ -1,11 +1,13 @@
 // Package strangler runs the strangler-pattern example end to end: a legacy
 // shop in Postgres and a branch system in MariaDB under load, tapline
-// capturing both into the embedded NATS log and materializing views from
-// the log (an orders read model in SQLite, a customer cache in Redis, a
-// reporting copy in another Postgres database, the branch's orders in
+// capturing both into a log (the embedded NATS server, or Kafka: a kfake
+// broker in this process or an existing cluster) and materializing views
+// from the log (an orders read model in SQLite, a customer cache in Redis,
+// a reporting copy in another Postgres database, the branch's orders in
 // SQLite), a new service reading its view with read-your-writes, and a
 // verification that each view equals its source. `make demo` runs it
-// through cmd/demo; the package's test runs it with a shorter load.
+// through cmd/demo; the package's tests run it with a shorter load, once
+// per log.
 package strangler
 
 import (
@@ -41,7 +43,8 @@ import (
 type Options struct {
 	// Tapline is the tapline binary.
 	Tapline string
-	// Pipelines is the directory of the example's pipeline files.
+	// Pipelines is the directory of the example's pipeline files; the
+	// Kafka variants are in its kafka subdirectory.
 	Pipelines string
 	// DataDir holds tapline's state and the SQLite view; it is emptied.
 	DataDir string
@@ -63,6 +66,20 @@ type Options struct {
 	// server's port.
 	HTTP     string
 	NATSPort int
+	// Kafka runs the Kafka variants of the pipelines (Pipelines/kafka)
+	// instead of the NATS ones. With no KafkaBrokers, Run starts a kfake
+	// broker in this process on 127.0.0.1:KafkaPort (DefaultKafkaPort
+	// when 0), and stops it when the daemon has stopped.
+	Kafka bool
+	// KafkaBrokers is an existing cluster to use instead of kfake; the
+	// daemon bootstraps from the first that answers.
+	KafkaBrokers []string
+	KafkaPort    int
+	// KafkaPrefix starts the topic names: <prefix>.public.orders,
+	// m<prefix>.<branch db>.orders, <prefix>.offsets. Empty: "shop" on
+	// kfake; on KafkaBrokers "shop_<unix time>", so that no earlier run's
+	// topics, group offsets or exactly-once positions feed this one.
+	KafkaPrefix string
 	// Log receives progress lines and the daemon's log goes to
 	// DataDir/tapline.log.
 	Log io.Writer
@@ -70,7 +87,11 @@ type Options struct {
 
 // Report is what a run found.
 type Report struct {
+	// Log says which log the pipelines ran through.
+	Log   string
 	Views []ViewResult
+	// Topics are the Kafka topics the run wrote (none on NATS).
+	Topics []Topic
 	// Events is the number of events captured from the legacy database
 	// and EventsPerSec their rate over the load.
 	Events       float64
@@ -109,6 +130,7 @@ func (r Report) OK() bool {
 
 // Print writes the verification report.
 func (r Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "\nlog: %s\n", r.Log)
 	fmt.Fprintf(w, "\n%-34s %10s %10s  %-12s %-12s %s\n", "view", "source", "view", "source sum", "view sum", "")
 	for _, v := range r.Views {
 		verdict := "EQUAL"
@@ -123,6 +145,16 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nlegacy transactions: %d; events captured: %.0f (%.0f events/s)\n", r.Transactions, r.Events, r.EventsPerSec)
 	fmt.Fprintf(w, "end-to-end lag, commit to visible in the SQLite view: p50 %s, p99 %s (%d samples)\n", round(r.LagP50), round(r.LagP99), r.LagSamples)
 	fmt.Fprintf(w, "read-your-writes, place an order and read it from the view: p50 %s, p99 %s (%d samples)\n", round(r.RYWP50), round(r.RYWP99), r.RYWSamples)
+	if len(r.Topics) > 0 {
+		width := len("topic")
+		for _, t := range r.Topics {
+			width = max(width, len(t.Name))
+		}
+		fmt.Fprintf(w, "\n%-*s %10s  %-15s %s\n", width, "topic", "partitions", "cleanup.policy", "end offset (records + transaction markers)")
+		for _, t := range r.Topics {
+			fmt.Fprintf(w, "%-*s %10d  %-15s %d\n", width, t.Name, t.Partitions, t.CleanupPolicy, t.EndOffset)
+		}
+	}
 	if r.OK() {
 		fmt.Fprintln(w, "\nstrangler demo: OK: every view equals its source")
 	} else {
@@ -182,7 +214,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	logf("legacy shop in database %s; views in %s, Redis %s (keys %s*), database %s", o.ShopDB, o.DataDir, o.RedisAddr, o.CachePrefix, o.ReportingDB)
 
-	// tapline: the daemon with the example's four pipelines.
+	// tapline: the daemon with the example's six pipelines.
 	logFile, err := os.Create(filepath.Join(o.DataDir, "tapline.log"))
 	if err != nil {
 		return rep, err
@@ -191,12 +223,20 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	// The slot keeps WAL for as long as it exists: drop it when the demo
 	// ends (after tapline has stopped: this defer runs last).
 	defer dropSlots(o.PostgresDSN, o.ShopDB)
-	cmd := exec.Command(o.Tapline, "run", o.Pipelines, "--data-dir", o.DataDir, "--http", o.HTTP)
+	// The log; a kfake broker stops after tapline (defers run in reverse).
+	elog, err := openLog(ctx, o)
+	if err != nil {
+		return rep, err
+	}
+	defer elog.close()
+	rep.Log = elog.desc
+	logf("log: %s; pipelines in %s", elog.desc, elog.pipelines)
+	cmd := exec.Command(o.Tapline, "run", elog.pipelines, "--data-dir", o.DataDir, "--http", o.HTTP)
 	cmd.Env = append(os.Environ(),
 		"SHOP_PG_DSN="+shopDSN, "REPORTING_PG_DSN="+reportingDSN, "SHOP_SLOT=tapline_"+o.ShopDB,
 		"VIEWS_DIR="+o.DataDir, "REDIS_ADDR="+o.RedisAddr, "CACHE_PREFIX="+o.CachePrefix,
-		"SHOP_MYSQL_DSN="+branchDSN, "SHOP_MYSQL_DB="+o.MySQLDB,
-		"TAPLINE_NATS_PORT="+strconv.Itoa(o.NATSPort))
+		"SHOP_MYSQL_DSN="+branchDSN, "SHOP_MYSQL_DB="+o.MySQLDB)
+	cmd.Env = append(cmd.Env, elog.env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return rep, fmt.Errorf("start tapline: %w", err)
@@ -338,6 +378,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	if after, err := capturedEvents(ctx, o.HTTP); err == nil {
 		rep.Events = after - before
+	}
+	if elog.topics != nil {
+		if rep.Topics, err = elog.topics(ctx); err != nil {
+			return rep, err
+		}
 	}
 	return rep, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +30,51 @@ func freePort(t *testing.T) int {
 // every view must equal its source row by row, read-your-writes must have
 // worked, and the lag must have been measured.
 func TestStranglerDemo(t *testing.T) {
+	rep, _ := runDemo(t, "demo", 12*time.Second, nil)
+	if !strings.Contains(rep.Log, "NATS") || len(rep.Topics) != 0 {
+		t.Errorf("log %q with %d Kafka topics; want the embedded NATS server", rep.Log, len(rep.Topics))
+	}
+}
+
+// The same through Kafka (`make demo DEMO_FLAGS=-kafka`): a kfake broker
+// in this process on a port of its own, the pipelines of pipelines/kafka,
+// exactly-once captures. Its databases, slot, cache prefix and ports are
+// its own, so it can run beside TestStranglerDemo.
+func TestStranglerDemoKafka(t *testing.T) {
+	rep, o := runDemo(t, "demok", 10*time.Second, func(o *strangler.Options) {
+		o.Kafka = true
+		o.KafkaPort = freePort(t)
+	})
+	if !strings.Contains(rep.Log, "kfake") {
+		t.Errorf("log %q; want the kfake broker", rep.Log)
+	}
+	// Every table topic is held twice: compacted, and a history topic,
+	// one partition each, both written.
+	topics := map[string]strangler.Topic{}
+	for _, tp := range rep.Topics {
+		topics[tp.Name] = tp
+	}
+	for _, table := range []string{"shop.public.customers", "shop.public.products", "shop.public.orders", "shop.public.order_lines", "mshop." + o.MySQLDB + ".orders", "mshop." + o.MySQLDB + ".customers"} {
+		for name, policy := range map[string]string{table: "compact", table + ".history": "delete"} {
+			tp, ok := topics[name]
+			switch {
+			case !ok:
+				t.Errorf("topic %s is missing (topics: %v)", name, rep.Topics)
+			case tp.CleanupPolicy != policy || tp.Partitions != 1 || tp.EndOffset == 0:
+				t.Errorf("topic %s: %+v; want cleanup.policy %s, 1 partition, records", name, tp, policy)
+			}
+		}
+	}
+	if tp := topics["shop.offsets"]; tp.CleanupPolicy != "compact" || tp.EndOffset == 0 {
+		t.Errorf("offsets topic shop.offsets: %+v; want the exactly-once captures' positions in a compacted topic", tp)
+	}
+}
+
+// runDemo runs the example with its own databases, cache prefix and ports
+// (names starting with prefix), changed by mod, checks the report and
+// returns it with the options it ran with.
+func runDemo(t *testing.T, prefix string, load time.Duration, mod func(*strangler.Options)) (strangler.Report, strangler.Options) {
+	t.Helper()
 	dsn := servicetest.PostgresDSN(t)
 	rdb := servicetest.Redis(t)
 	dir := t.TempDir()
@@ -37,7 +83,7 @@ func TestStranglerDemo(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build tapline: %v\n%s", err, out)
 	}
-	name := servicetest.Name(t, "demo")
+	name := servicetest.Name(t, prefix)
 	o := strangler.Options{
 		Tapline:     bin,
 		Pipelines:   "pipelines",
@@ -49,11 +95,14 @@ func TestStranglerDemo(t *testing.T) {
 		MySQLDB:     name + "_branch",
 		RedisAddr:   "127.0.0.1:6379",
 		CachePrefix: name + ":",
-		Load:        12 * time.Second,
+		Load:        load,
 		Rate:        60,
 		HTTP:        fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		NATSPort:    freePort(t),
 		Log:         os.Stderr,
+	}
+	if mod != nil {
+		mod(&o)
 	}
 	t.Cleanup(func() {
 		if db, err := sql.Open("mysql", o.MySQLDSN); err == nil {
@@ -87,6 +136,7 @@ func TestStranglerDemo(t *testing.T) {
 	if rep.RYWSamples == 0 || rep.LagSamples == 0 || rep.Events == 0 {
 		t.Errorf("read-your-writes samples %d, lag samples %d, events %.0f: the demo measured nothing", rep.RYWSamples, rep.LagSamples, rep.Events)
 	}
+	return rep, o
 }
 
 func tail(b []byte, n int) []byte {

@@ -1,6 +1,8 @@
 // Command demo runs the strangler example end to end and prints its
 // verification report; it exits 1 when a view differs from its source.
-// `make demo` runs it.
+// `make demo` runs it through the embedded NATS log, and
+// `make demo DEMO_FLAGS=-kafka` through Kafka (a kfake broker in this
+// process, or -kafka-brokers).
 package main
 
 import (
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/tapline/tapline/examples/strangler"
@@ -30,7 +33,17 @@ func main() {
 	flag.IntVar(&o.Rate, "rate", 100, "legacy business transactions per second")
 	flag.StringVar(&o.HTTP, "http", "127.0.0.1:7071", "the tapline daemon's API address")
 	flag.IntVar(&o.NATSPort, "nats-port", 4223, "the embedded NATS server's port")
+	flag.BoolVar(&o.Kafka, "kafka", false, "run the pipelines through Kafka (pipelines/kafka) instead of the embedded NATS server: a kfake broker in this process, or -kafka-brokers")
+	flag.IntVar(&o.KafkaPort, "kafka-port", strangler.DefaultKafkaPort, "the port of the kfake broker on 127.0.0.1 (with -kafka)")
+	brokers := flag.String("kafka-brokers", "", "an existing Kafka cluster to use instead of kfake, as host:port,... (implies -kafka)")
+	flag.StringVar(&o.KafkaPrefix, "kafka-prefix", "", `start of the topic names (default "shop" on kfake, "shop_<unix time>" on -kafka-brokers)`)
 	flag.Parse()
+	for _, b := range strings.Split(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			o.KafkaBrokers = append(o.KafkaBrokers, b)
+		}
+	}
+	o.Kafka = o.Kafka || len(o.KafkaBrokers) > 0
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
