@@ -147,7 +147,16 @@ type Runtime struct {
 	Logger *slog.Logger
 	// Metrics registers the connector's own metrics; nil means don't.
 	Metrics prometheus.Registerer
+	// Rebuild is set for the source of a rebuild (`tapline rebuild`): it
+	// reads the log again beside the live pipeline, so a consumer group
+	// or durable consumer named in its config must not be the live one's.
+	// Pipeline is then the rebuild's own name.
+	Rebuild bool
 }
+
+// RebuildName is the name a source reading for a rebuild gives a consumer
+// group or durable consumer that its config names explicitly.
+func RebuildName(name string) string { return name + "-rebuild" }
 
 // Log returns r.Logger, or a logger that discards everything.
 func (r Runtime) Log() *slog.Logger {

@@ -308,6 +308,7 @@ func (p *Pipeline) job(dataDir string, store offsets.Store, log *slog.Logger, m 
 	}
 	srt := rt(p.Source.Type)
 	srt.Pipeline = sourceAs
+	srt.Rebuild = sourceAs != p.Name
 	src, err := p.Source.Reg.NewSource(p.Source.Config, srt)
 	if err != nil {
 		return Job{}, fmt.Errorf("source %s: %w", p.Source.Type, err)

@@ -187,7 +187,7 @@ func Rebuild(ctx context.Context, o RebuildOptions) (st RebuildStatus, err error
 }
 
 func rebuildDropper(p *Pipeline, o RebuildOptions, log *slog.Logger) (connectors.Dropper, bool) {
-	src, err := p.Source.Reg.NewSource(p.Source.Config, connectors.Runtime{Pipeline: p.Name + RebuildSuffix, DataDir: o.DataDir, Logger: log})
+	src, err := p.Source.Reg.NewSource(p.Source.Config, connectors.Runtime{Pipeline: p.Name + RebuildSuffix, DataDir: o.DataDir, Logger: log, Rebuild: true})
 	if err != nil {
 		return nil, false
 	}

@@ -15,7 +15,7 @@ type Config struct {
 
 	Topics       []string `yaml:"topics" doc:"topics to read (or topic_regex)"`
 	TopicRegex   string   `yaml:"topic_regex" doc:"read every topic whose whole name matches this regular expression (Go RE2 syntax), instead of topics; topics created later join when they appear"`
-	Group        string   `yaml:"group" doc:"consumer group; default the pipeline's name, so that a pipeline under another name (a rebuild) reads everything again in a group of its own"`
+	Group        string   `yaml:"group" doc:"consumer group; default the pipeline's name. A rebuild reads everything again in a group of its own (the pipeline's name, or this one, with -rebuild)"`
 	Start        string   `yaml:"start" doc:"where a partition starts when the group has no committed offset for it and the pipeline no position: earliest or latest"`
 	OffsetsTopic string   `yaml:"offsets_topic" doc:"the Kafka sink's offsets topic (delivery: exactly_once); its records are skipped, should topic_regex match it"`
 

@@ -32,3 +32,6 @@ func CursorPosition(o Offsets) []byte {
 	}
 	return c.position()
 }
+
+// Group returns the consumer group the source joins.
+func (s *Source) Group() string { return s.group }

@@ -89,8 +89,13 @@ func New(cfg Config, rt connectors.Runtime) (*Source, error) {
 	}
 	s := &Source{cfg: cfg, log: rt.Log(), group: cfg.Group, dec: eventjson.NewDecoder(),
 		owned: map[tp]bool{}, acked: map[tp]int64{}, committed: map[tp]int64{}}
-	if s.group == "" {
+	switch {
+	case s.group == "":
 		s.group = rt.Pipeline
+	case rt.Rebuild:
+		// A rebuild reads everything again in a group of its own; joining
+		// the live group would take partitions from the live view.
+		s.group = connectors.RebuildName(s.group)
 	}
 	if s.group == "" {
 		return nil, errors.New("kafka: group: give a consumer group (there is no pipeline name to default to)")

@@ -368,3 +368,31 @@ func TestConfig(t *testing.T) {
 		t.Errorf("New without a group or pipeline: %v", err)
 	}
 }
+
+// A rebuild reads in a group of its own, also when the config names the
+// group: joining the live group would take partitions from the live view.
+func TestRebuildGetsItsOwnGroup(t *testing.T) {
+	cfg := kafka.DefaultConfig()
+	cfg.Brokers = []string{"127.0.0.1:9"}
+	cfg.Topics = []string{"t"}
+	for _, c := range []struct {
+		group string
+		rt    connectors.Runtime
+		want  string
+	}{
+		{"", connectors.Runtime{Pipeline: "view"}, "view"},
+		{"", connectors.Runtime{Pipeline: "view-rebuild", Rebuild: true}, "view-rebuild"},
+		{"orders", connectors.Runtime{Pipeline: "view"}, "orders"},
+		{"orders", connectors.Runtime{Pipeline: "view-rebuild", Rebuild: true}, "orders-rebuild"},
+	} {
+		cfg.Group = c.group
+		s, err := kafka.New(cfg, c.rt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Group(); got != c.want {
+			t.Errorf("group %q, pipeline %q, rebuild %v: joins %q, want %q", c.group, c.rt.Pipeline, c.rt.Rebuild, got, c.want)
+		}
+		s.Close(context.Background())
+	}
+}

@@ -55,7 +55,7 @@ type Config struct {
 
 	Stream        string        `yaml:"stream" doc:"stream to read; default: the stream that holds the first of subjects"`
 	Subjects      []string      `yaml:"subjects" doc:"subjects to read, wildcards allowed; empty reads the whole stream"`
-	Durable       string        `yaml:"durable" doc:"durable consumer name; default: the pipeline name, with characters a consumer name cannot hold made _ (so a pipeline of another name gets its own consumer)"`
+	Durable       string        `yaml:"durable" doc:"durable consumer name; default: the pipeline name, with characters a consumer name cannot hold made _. A rebuild reads through a consumer of its own (this name, or the pipeline's, with -rebuild)"`
 	Deliver       string        `yaml:"deliver" doc:"where a pipeline with no stored position starts: all, new, or by_start_sequence"`
 	StartSequence uint64        `yaml:"start_sequence" doc:"first stream sequence to read with deliver: by_start_sequence"`
 	MaxAckPending int           `yaml:"max_ack_pending" doc:"most messages delivered and not yet acknowledged (the backpressure bound); keep it above a few batches"`
@@ -202,8 +202,14 @@ func New(cfg Config, rt connectors.Runtime) (*Source, error) {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
 	durable := cfg.Durable
-	if durable == "" {
+	switch {
+	case durable == "":
 		durable = ConsumerName(rt.Pipeline)
+	case rt.Rebuild:
+		// A rebuild reads everything again through a consumer of its own;
+		// sharing the live one would split (and ack) the live view's
+		// messages.
+		durable = connectors.RebuildName(durable)
 	}
 	return &Source{cfg: cfg, rt: rt, log: rt.Log(), durable: durable, dec: eventjson.NewDecoder()}, nil
 }

@@ -426,3 +426,29 @@ func TestDeliveryGapRecovers(t *testing.T) {
 	got = append(got, read(t, s, 80)...)
 	u.checkSeqs(t, got, 1)
 }
+
+// A rebuild reads through a durable consumer of its own, also when the
+// config names one: sharing the live consumer would split its messages.
+func TestRebuildGetsItsOwnConsumer(t *testing.T) {
+	cfg := nats.DefaultConfig()
+	cfg.Stream = "SHOP"
+	for _, c := range []struct {
+		durable string
+		rt      connectors.Runtime
+		want    string
+	}{
+		{"", connectors.Runtime{Pipeline: "view"}, "view"},
+		{"", connectors.Runtime{Pipeline: "view-rebuild", Rebuild: true}, "view-rebuild"},
+		{"orders", connectors.Runtime{Pipeline: "view"}, "orders"},
+		{"orders", connectors.Runtime{Pipeline: "view-rebuild", Rebuild: true}, "orders-rebuild"},
+	} {
+		cfg.Durable = c.durable
+		s, err := nats.New(cfg, c.rt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Durable(); got != c.want {
+			t.Errorf("durable %q, pipeline %q, rebuild %v: consumer %q, want %q", c.durable, c.rt.Pipeline, c.rt.Rebuild, got, c.want)
+		}
+	}
+}
