@@ -1,11 +1,15 @@
 // Package connectortest is the conformance suite every tapline connector
 // runs from its own tests, as Conduit's acceptance tests do: resume after a
-// partial ack loses and repeats nothing, batch bounds hold, a replayed batch
-// is harmless, positions stored by an atomic sink survive a reopen, Close is
-// idempotent, and no goroutine is left behind.
+// partial ack loses and repeats nothing, batch bounds (count and bytes)
+// hold, a cancelled read returns, a replayed batch is harmless, positions
+// stored by an atomic sink survive a reopen, Close is idempotent, and no
+// goroutine is left behind. Each property is a subtest named for it (see
+// RunSource and RunSink), so a failure names the check that caught it.
 //
 // A connector's test calls RunSource or RunSink with a small harness that
-// builds the connector against its real upstream or store.
+// builds the connector against its real upstream or store. The suite tests
+// itself against connectors broken on purpose (selftest_test.go): each
+// must fail the check meant to catch it.
 package connectortest
 
 import (
@@ -56,28 +60,127 @@ func (h *SourceHarness) defaults() {
 	}
 }
 
-// RunSource runs the source conformance tests as subtests of t.
+// RunSource runs the source conformance checks as subtests of t, each named
+// for what it checks:
+//
+//   - ReadAllWithinBounds: the events come in batches within h.Limits, each
+//     event with a schema, a valid op and a position after the previous one.
+//   - ReadAllWithinTightBounds: the same events again with a bound of 3
+//     events per batch, then with a byte bound of about two events, so that
+//     both bounds bind whatever h.Limits and h.Events are.
+//   - CancelledReadStops: a source with events to deliver returns at most
+//     one batch once its context is cancelled, then context.Canceled.
+//   - ResumeAfterPartialAck: opened after an acknowledged event (inside a
+//     batch), the source delivers exactly the events after it: none
+//     repeated, none lost.
+//   - CancelledReadReturns: a source with nothing to deliver returns from
+//     ReadBatch when its context is cancelled instead of blocking.
+//   - CloseTwice, CloseWithoutOpen: Close returns nil (and does not panic)
+//     when called a second time or on a source never opened.
+//   - NoGoroutineLeft: once every source the suite built is closed, no
+//     goroutine started during the suite is still running.
+//
+// The checks that read events run only when ReadAllWithinBounds read all
+// h.Events; the Close and leak checks always run.
 func RunSource(t *testing.T, h SourceHarness) {
 	h.defaults()
 	if h.New == nil || h.Events <= 0 {
 		t.Fatal("connectortest: SourceHarness needs New and Events > 0")
 	}
-	var opts []goleak.Option
-	for _, f := range h.IgnoreLeaks {
-		opts = append(opts, goleak.IgnoreTopFunction(f))
-	}
-	opts = append(opts, goleak.IgnoreCurrent())
-	defer goleak.VerifyNone(t, opts...)
+	leakOpts := leakOptions(h.IgnoreLeaks)
 
-	// The first pass acknowledges nothing, so that sources whose upstream
-	// forgets what was acknowledged (a replication slot) can replay it.
+	// The reads before ResumeAfterPartialAck acknowledge nothing, so that
+	// sources whose upstream forgets what was acknowledged (a replication
+	// slot) can replay it.
 	var all []connectors.Event
 	t.Run("ReadAllWithinBounds", func(t *testing.T) {
-		all = readRange(t, &h, nil, h.Events, -1, true)
+		all = readRange(t, &h, h.Limits, nil, h.Events, -1, true)
+		if len(all) < h.Events {
+			t.Fatalf("source ended (io.EOF) after %d events, want %d", len(all), h.Events)
+		}
 	})
-	if len(all) != h.Events {
-		t.Fatalf("connectortest: could not read the %d events; the remaining subtests need them", h.Events)
+	if len(all) == h.Events {
+		runSourceReads(t, &h, all)
+	} else {
+		t.Errorf("connectortest: could not read the %d events; the checks that need them did not run", h.Events)
 	}
+	t.Run("CloseTwice", func(t *testing.T) {
+		src := h.New(t)
+		ctx := context.Background()
+		if err := src.Open(ctx, nil); err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		if err := closeSafely(ctx, src); err != nil {
+			t.Fatalf("first Close: %v", err)
+		}
+		if err := closeSafely(ctx, src); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+	})
+	t.Run("CloseWithoutOpen", func(t *testing.T) {
+		if err := closeSafely(context.Background(), h.New(t)); err != nil {
+			t.Fatalf("Close of a source never opened: %v", err)
+		}
+	})
+	t.Run("NoGoroutineLeft", func(t *testing.T) { checkNoLeak(t, leakOpts, "source") })
+}
+
+// runSourceReads runs the checks that need the events ReadAllWithinBounds
+// read.
+func runSourceReads(t *testing.T, h *SourceHarness, all []connectors.Event) {
+	t.Run("ReadAllWithinTightBounds", func(t *testing.T) {
+		for _, lim := range tightLimits(h, all) {
+			got := readRange(t, h, lim, nil, h.Events, -1, true)
+			when := fmt.Sprintf("read with MaxEvents %d and MaxBytes %d", lim.MaxEvents, lim.MaxBytes)
+			if h.Unordered {
+				checkSameSet(t, got, all, when)
+			} else {
+				checkSame(t, got, all, when)
+			}
+		}
+	})
+	t.Run("CancelledReadStops", func(t *testing.T) {
+		// Opened before the last event, the source has events to deliver.
+		var pos connectors.Position
+		if len(all) > 1 {
+			pos = all[0].Position
+		}
+		src := h.New(t)
+		if err := src.Open(context.Background(), pos); err != nil {
+			t.Fatalf("Open at %s: %v", pos, err)
+		}
+		defer src.Close(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error, 1)
+		go func() {
+			var err error
+			var sizes []int
+			for range 2 {
+				var b connectors.Batch
+				if b, err = src.ReadBatch(ctx, h.Limits); err != nil {
+					break
+				}
+				sizes = append(sizes, len(b.Events))
+			}
+			if err == nil {
+				err = fmt.Errorf("two calls returned batches of %v events and no error", sizes)
+			} else if !errors.Is(err, context.Canceled) {
+				err = fmt.Errorf("returned %w; want context.Canceled", err)
+			} else {
+				err = nil
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("ReadBatch with a cancelled context and events to deliver: %v", err)
+			}
+		case <-time.After(h.Timeout):
+			t.Fatal("ReadBatch with a cancelled context and events to deliver did not return")
+		}
+	})
 	t.Run("ResumeAfterPartialAck", func(t *testing.T) {
 		var prev connectors.Position
 		done := 0
@@ -87,31 +190,13 @@ func RunSource(t *testing.T, h SourceHarness) {
 			}
 			// Read on from the last acknowledged event through event k,
 			// acknowledge event k (which may sit inside a batch) and close.
-			got := readRange(t, &h, prev, k-done, k-1-done, false)
-			checkSame(t, got[:k-done], all[done:k], fmt.Sprintf("after acknowledging event %d", done))
+			got := readRange(t, h, h.Limits, prev, k-done, k-1-done, false)
+			checkSame(t, got[:min(len(got), k-done)], all[done:k], fmt.Sprintf("after acknowledging event %d", done))
 			// Open at event k: the rest follows exactly, none lost, none
 			// repeated.
-			rest := readRange(t, &h, all[k-1].Position, h.Events-k, -1, false)
+			rest := readRange(t, h, h.Limits, all[k-1].Position, h.Events-k, -1, false)
 			checkSame(t, rest, all[k:], fmt.Sprintf("resumed after event %d", k))
 			prev, done = all[k-1].Position, k
-		}
-	})
-	t.Run("CloseTwice", func(t *testing.T) {
-		src := h.New(t)
-		ctx := context.Background()
-		if err := src.Open(ctx, nil); err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		if err := src.Close(ctx); err != nil {
-			t.Fatalf("first Close: %v", err)
-		}
-		if err := src.Close(ctx); err != nil {
-			t.Fatalf("second Close: %v", err)
-		}
-	})
-	t.Run("CloseWithoutOpen", func(t *testing.T) {
-		if err := h.New(t).Close(context.Background()); err != nil {
-			t.Fatalf("Close of a source never opened: %v", err)
 		}
 	})
 	t.Run("CancelledReadReturns", func(t *testing.T) {
@@ -139,16 +224,36 @@ func RunSource(t *testing.T, h SourceHarness) {
 				t.Fatalf("ReadBatch with a cancelled context: %v; want context.Canceled (or io.EOF at the end)", err)
 			}
 		case <-time.After(h.Timeout):
-			t.Fatal("ReadBatch ignored a cancelled context")
+			t.Fatalf("ReadBatch ignored a cancelled context (blocked for %s with nothing to read)", h.Timeout)
 		}
 	})
 }
 
-// readRange opens a source at pos and reads at least n events (exactly n
-// when exact), checking bounds and order if asked; when ackAt >= 0 it
-// acknowledges the position of the ackAt-th event read (0-based) before
-// closing.
-func readRange(t *testing.T, h *SourceHarness, pos connectors.Position, n, ackAt int, checkBounds bool) []connectors.Event {
+// tightLimits returns two limits under which a source must cut batches
+// smaller than the harness's: one bounded by 3 events, one by about two
+// events' bytes.
+func tightLimits(h *SourceHarness, all []connectors.Event) []connectors.Limits {
+	sizes := make([]int, len(all))
+	for i := range all {
+		sizes[i] = all[i].Size()
+	}
+	sort.Ints(sizes)
+	count := 3
+	if h.Limits.MaxEvents > 0 {
+		count = min(count, h.Limits.MaxEvents)
+	}
+	return []connectors.Limits{
+		{MaxEvents: count, MaxBytes: h.Limits.MaxBytes, MaxWait: h.Limits.MaxWait},
+		{MaxEvents: h.Events, MaxBytes: 2*sizes[len(sizes)/2] + 1, MaxWait: h.Limits.MaxWait},
+	}
+}
+
+// readRange opens a source at pos and reads at least n events, or until the
+// source ends (io.EOF), checking bounds and order against lim if asked;
+// when ackAt >= 0 it acknowledges the position of the ackAt-th event read
+// (0-based) before closing. With checkBounds it also fails when the source
+// delivers more than n events.
+func readRange(t *testing.T, h *SourceHarness, lim connectors.Limits, pos connectors.Position, n, ackAt int, checkBounds bool) []connectors.Event {
 	t.Helper()
 	src := h.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), h.Timeout)
@@ -157,16 +262,16 @@ func readRange(t *testing.T, h *SourceHarness, pos connectors.Position, n, ackAt
 		t.Fatalf("Open at %s: %v", pos, err)
 	}
 	defer func() {
-		if err := src.Close(context.Background()); err != nil {
+		if err := closeSafely(context.Background(), src); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	}()
 	var out []connectors.Event
 	last := pos
 	for len(out) < n {
-		b, err := src.ReadBatch(ctx, h.Limits)
+		b, err := src.ReadBatch(ctx, lim)
 		if checkBounds {
-			checkBatch(t, h, &b, last)
+			checkBatch(t, lim, h.Unordered, &b, last)
 		}
 		out = append(out, b.Events...)
 		if b.Last != nil {
@@ -175,16 +280,14 @@ func readRange(t *testing.T, h *SourceHarness, pos connectors.Position, n, ackAt
 			}
 			last = b.Last
 		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
-			if errors.Is(err, io.EOF) && len(out) < n {
-				t.Fatalf("source ended (io.EOF) after %d events, want %d", len(out), n)
-			}
-			if !errors.Is(err, io.EOF) {
-				t.Fatalf("ReadBatch after %d events: %v", len(out), err)
-			}
+			t.Fatalf("ReadBatch after %d events: %v", len(out), err)
 		}
 	}
-	if ackAt >= 0 {
+	if ackAt >= 0 && ackAt < len(out) {
 		if err := src.Ack(ctx, out[ackAt].Position); err != nil {
 			t.Fatalf("Ack %s: %v", out[ackAt].Position, err)
 		}
@@ -194,28 +297,74 @@ func readRange(t *testing.T, h *SourceHarness, pos connectors.Position, n, ackAt
 	return out
 }
 
+// checkSame fails unless got holds exactly the events of want, in order. A
+// difference is named: an event repeated from before, one skipped, or one
+// the source should not have delivered.
 func checkSame(t *testing.T, got, want []connectors.Event, when string) {
 	t.Helper()
-	if len(got) < len(want) {
-		t.Fatalf("%s: read %d events, want %d", when, len(got), len(want))
-	}
-	for i := range want {
-		if g, w := describe(&got[i]), describe(&want[i]); g != w {
-			t.Fatalf("%s: event %d is\n  %s\nwant\n  %s", when, i+1, g, w)
+	for i := range min(len(got), len(want)) {
+		g, w := describe(&got[i]), describe(&want[i])
+		if g == w {
+			continue
 		}
+		what := "a different event"
+		switch {
+		case i+1 < len(want) && g == describe(&want[i+1]):
+			what = fmt.Sprintf("the event after it: event %d was skipped (lost)", i+1)
+		case i > 0 && g == describe(&want[i-1]):
+			what = "the event before it again: repeated"
+		case i == 0 && ackedBefore(&got[0], &want[0]):
+			what = "an event at or before the acknowledged one: repeated"
+		}
+		t.Fatalf("%s: event %d is %s\n  %s\nwant\n  %s", when, i+1, what, g, w)
+	}
+	if len(got) < len(want) {
+		t.Fatalf("%s: read %d events, want %d: lost from %s", when, len(got), len(want), describe(&want[len(got)]))
 	}
 	if len(got) > len(want) {
 		t.Fatalf("%s: read %d events, want %d: %s", when, len(got), len(want), describe(&got[len(want)]))
 	}
 }
 
-func checkBatch(t *testing.T, h *SourceHarness, b *connectors.Batch, prev connectors.Position) {
+// ackedBefore reports whether got's position is before want's, i.e. at or
+// before the position the source was opened after.
+func ackedBefore(got, want *connectors.Event) bool {
+	return got.Position != nil && want.Position != nil && got.Position.Compare(want.Position) < 0
+}
+
+// checkSameSet fails unless got and want hold the same events, in any
+// order (for sources whose order is not one stream's).
+func checkSameSet(t *testing.T, got, want []connectors.Event, when string) {
 	t.Helper()
-	if len(b.Events) > h.Limits.MaxEvents {
-		t.Errorf("batch of %d events, limit %d", len(b.Events), h.Limits.MaxEvents)
+	count := map[string]int{}
+	for i := range want {
+		count[describe(&want[i])]++
 	}
-	if size := b.Size(); len(b.Events) > 1 && size-b.Events[len(b.Events)-1].Size() >= h.Limits.MaxBytes {
-		t.Errorf("batch of %d bytes went on past the %d-byte limit", size, h.Limits.MaxBytes)
+	for i := range got {
+		count[describe(&got[i])]--
+	}
+	var problems []string
+	for d, n := range count {
+		switch {
+		case n > 0:
+			problems = append(problems, fmt.Sprintf("missing %d× %s", n, d))
+		case n < 0:
+			problems = append(problems, fmt.Sprintf("extra %d× %s", -n, d))
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		t.Fatalf("%s: read %d events, want %d; differences:\n  %s", when, len(got), len(want), strings.Join(problems[:min(10, len(problems))], "\n  "))
+	}
+}
+
+func checkBatch(t *testing.T, lim connectors.Limits, unordered bool, b *connectors.Batch, prev connectors.Position) {
+	t.Helper()
+	if lim.MaxEvents > 0 && len(b.Events) > lim.MaxEvents {
+		t.Errorf("batch of %d events, limit %d (Limits.MaxEvents)", len(b.Events), lim.MaxEvents)
+	}
+	if size := b.Size(); lim.MaxBytes > 0 && len(b.Events) > 1 && size-b.Events[len(b.Events)-1].Size() >= lim.MaxBytes {
+		t.Errorf("batch of %d events and %d bytes went on past the %d-byte limit (Limits.MaxBytes)", len(b.Events), size, lim.MaxBytes)
 	}
 	for i := range b.Events {
 		ev := &b.Events[i]
@@ -228,9 +377,9 @@ func checkBatch(t *testing.T, h *SourceHarness, b *connectors.Batch, prev connec
 		if ev.Position == nil {
 			t.Fatalf("event %d has no position", i)
 		}
-		if !h.Unordered {
+		if !unordered {
 			if prev != nil && ev.Position.Compare(prev) <= 0 {
-				t.Fatalf("event %d position %s is not after %s", i, ev.Position, prev)
+				t.Fatalf("out of order: event %d of a batch has position %s, not after %s", i, ev.Position, prev)
 			}
 			prev = ev.Position
 		}
@@ -240,8 +389,37 @@ func checkBatch(t *testing.T, h *SourceHarness, b *connectors.Batch, prev connec
 			}
 		}
 	}
-	if n := len(b.Events); n > 0 && !h.Unordered && b.Last.Compare(b.Events[n-1].Position) < 0 {
+	if n := len(b.Events); n > 0 && !unordered && b.Last.Compare(b.Events[n-1].Position) < 0 {
 		t.Errorf("batch Last %s is before its last event %s", b.Last, b.Events[n-1].Position)
+	}
+}
+
+// closeSafely calls c.Close, turning a panic into an error.
+func closeSafely(ctx context.Context, c interface{ Close(context.Context) error }) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panicked: %v", r)
+		}
+	}()
+	return c.Close(ctx)
+}
+
+func leakOptions(ignore []string) []goleak.Option {
+	var opts []goleak.Option
+	for _, f := range ignore {
+		opts = append(opts, goleak.IgnoreTopFunction(f))
+	}
+	// Goroutines running before the suite started are not its business.
+	return append(opts, goleak.IgnoreCurrent())
+}
+
+// checkNoLeak fails if a goroutine started since leakOptions was called is
+// still running (goleak retries for a while, so that goroutines on their
+// way out are not reported).
+func checkNoLeak(t *testing.T, opts []goleak.Option, what string) {
+	t.Helper()
+	if err := goleak.Find(opts...); err != nil {
+		t.Errorf("goroutines left running after every %s the suite built was closed: %v", what, err)
 	}
 }
 
@@ -341,18 +519,31 @@ func apply(state map[string]string, ev *connectors.Event) {
 	state[Key(id)] = Row(ev.After...)
 }
 
-// RunSink runs the sink conformance tests as subtests of t. The store must
-// be empty when it starts.
+// RunSink runs the sink conformance checks as subtests of t, each named for
+// what it checks. The store must be empty when it starts.
+//
+//   - WriteAndRead: an AtomicSink on an empty store has no position; 200
+//     changes in batches of 50 leave the store holding their result, and
+//     the sink's CommittedPosition is the last batch's.
+//   - ReplayedBatchIsHarmless: 200 more changes, one batch written twice
+//     (as the engine does after a crash before its commit), leave the store
+//     as if it had been written once.
+//   - PositionSurvivesReopen: a new sink on the same store reports the last
+//     position written and holds the same rows.
+//   - EmptyBatch: a batch with no events is accepted, changes no row, and
+//     moves an AtomicSink's position, also across a reopen.
+//   - CloseTwice, CloseWithoutOpen: Close returns nil (and does not panic)
+//     when called a second time or on a sink never opened.
+//   - NoGoroutineLeft: once every sink the suite built is closed, no
+//     goroutine started during the suite is still running.
+//
+// The checks build on each other's writes: when one fails, the ones after
+// it that compare the store usually fail too.
 func RunSink(t *testing.T, h SinkHarness) {
 	if h.New == nil || h.State == nil {
 		t.Fatal("connectortest: SinkHarness needs New and State")
 	}
-	var opts []goleak.Option
-	for _, f := range h.IgnoreLeaks {
-		opts = append(opts, goleak.IgnoreTopFunction(f))
-	}
-	opts = append(opts, goleak.IgnoreCurrent())
-	defer goleak.VerifyNone(t, opts...)
+	leakOpts := leakOptions(h.IgnoreLeaks)
 	ctx := context.Background()
 
 	want := map[string]string{}
@@ -364,13 +555,14 @@ func RunSink(t *testing.T, h SinkHarness) {
 		s := h.New(t)
 		mustOpen(t, s)
 		defer mustClose(t, s)
+		checkCommitted(t, s, nil, "on an empty store, before any write")
 		for _, b := range batches(first, 50) {
 			if err := s.WriteBatch(ctx, b); err != nil {
 				t.Fatalf("WriteBatch: %v", err)
 			}
 		}
 		compare(t, h.State(t), afterFirst)
-		checkCommitted(t, s, first[len(first)-1].Position)
+		checkCommitted(t, s, first[len(first)-1].Position, "after the last batch")
 	})
 	t.Run("ReplayedBatchIsHarmless", func(t *testing.T) {
 		s := h.New(t)
@@ -393,34 +585,43 @@ func RunSink(t *testing.T, h SinkHarness) {
 	t.Run("PositionSurvivesReopen", func(t *testing.T) {
 		s := h.New(t)
 		mustOpen(t, s)
-		checkCommitted(t, s, second[len(second)-1].Position)
+		defer mustClose(t, s)
+		checkCommitted(t, s, second[len(second)-1].Position, "after a reopen")
+		compare(t, h.State(t), want)
+	})
+	t.Run("EmptyBatch", func(t *testing.T) {
+		s := h.New(t)
+		mustOpen(t, s)
 		// A batch with no events still moves the position.
 		empty := connectors.Batch{Last: connectors.TxPosition{Commit: 10_000, Ordinal: 1}.Encode()}
 		if err := s.WriteBatch(ctx, empty); err != nil {
+			mustClose(t, s)
 			t.Fatalf("WriteBatch of an empty batch: %v", err)
 		}
+		checkCommitted(t, s, empty.Last, "after an empty batch")
 		mustClose(t, s)
 		s = h.New(t)
 		mustOpen(t, s)
 		defer mustClose(t, s)
-		checkCommitted(t, s, empty.Last)
+		checkCommitted(t, s, empty.Last, "after an empty batch and a reopen")
 		compare(t, h.State(t), want)
 	})
 	t.Run("CloseTwice", func(t *testing.T) {
 		s := h.New(t)
 		mustOpen(t, s)
-		if err := s.Close(ctx); err != nil {
+		if err := closeSafely(ctx, s); err != nil {
 			t.Fatalf("first Close: %v", err)
 		}
-		if err := s.Close(ctx); err != nil {
+		if err := closeSafely(ctx, s); err != nil {
 			t.Fatalf("second Close: %v", err)
 		}
 	})
 	t.Run("CloseWithoutOpen", func(t *testing.T) {
-		if err := h.New(t).Close(ctx); err != nil {
+		if err := closeSafely(ctx, h.New(t)); err != nil {
 			t.Fatalf("Close of a sink never opened: %v", err)
 		}
 	})
+	t.Run("NoGoroutineLeft", func(t *testing.T) { checkNoLeak(t, leakOpts, "sink") })
 }
 
 func batches(evs []connectors.Event, size int) []connectors.Batch {
@@ -433,7 +634,10 @@ func batches(evs []connectors.Event, size int) []connectors.Batch {
 	return out
 }
 
-func checkCommitted(t *testing.T, s connectors.Sink, want connectors.Position) {
+// checkCommitted checks an AtomicSink's CommittedPosition (nil want: none).
+// A wrong position is reported and the check goes on, so that what the
+// store holds is still compared.
+func checkCommitted(t *testing.T, s connectors.Sink, want connectors.Position, when string) {
 	t.Helper()
 	as, ok := s.(connectors.AtomicSink)
 	if !ok {
@@ -441,10 +645,10 @@ func checkCommitted(t *testing.T, s connectors.Sink, want connectors.Position) {
 	}
 	got, err := as.CommittedPosition(context.Background())
 	if err != nil {
-		t.Fatalf("CommittedPosition: %v", err)
+		t.Fatalf("CommittedPosition %s: %v", when, err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("CommittedPosition = %s, want %s", got, want)
+		t.Errorf("CommittedPosition %s = %s, want %s", when, got, want)
 	}
 }
 
@@ -491,7 +695,7 @@ func mustOpen(t *testing.T, s connectors.Sink) {
 
 func mustClose(t *testing.T, s connectors.Sink) {
 	t.Helper()
-	if err := s.Close(context.Background()); err != nil {
+	if err := closeSafely(context.Background(), s); err != nil {
 		t.Errorf("Close: %v", err)
 	}
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // The suite's own test: a reference source over a fixed slice and a
-// reference atomic sink over a map pass it; broken ones fail it.
+// reference atomic sink over a map pass it; broken ones (selftest_test.go)
+// fail it.
 
 type sliceSource struct {
 	evs  []connectors.Event
@@ -52,15 +53,22 @@ type mapSink struct {
 	mu    *sync.Mutex
 	rows  map[string]string
 	pos   *connectors.Position
-	dupes bool // broken: a replay appends instead of upserting
+	dupes bool // broken: a replayed create adds a second row instead of upserting
 }
 
 func (m *mapSink) Open(context.Context) error  { return nil }
 func (m *mapSink) Close(context.Context) error { return nil }
 func (m *mapSink) WriteBatch(_ context.Context, b connectors.Batch) error {
+	m.applyRows(b.Events)
+	m.setPosition(b.Last)
+	return nil
+}
+
+// applyRows upserts or deletes each event's row by key.
+func (m *mapSink) applyRows(evs []connectors.Event) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, ev := range b.Events {
+	for _, ev := range evs {
 		k := connectortest.Key(ev.Row()[0].(int64))
 		if ev.Op == connectors.OpDelete {
 			delete(m.rows, k)
@@ -71,10 +79,18 @@ func (m *mapSink) WriteBatch(_ context.Context, b connectors.Batch) error {
 		}
 		m.rows[k] = connectortest.Row(ev.After...)
 	}
-	*m.pos = b.Last
-	return nil
 }
+
+// setPosition stores the position "in the same transaction" as the rows.
+func (m *mapSink) setPosition(p connectors.Position) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	*m.pos = p
+}
+
 func (m *mapSink) CommittedPosition(context.Context) (connectors.Position, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return *m.pos, nil
 }
 
