@@ -72,6 +72,14 @@ type Backend interface {
 	ReadOffset(ctx context.Context, key string, forUpdate bool) (*Offset, error)
 	// WriteOffset inserts or replaces the row of key.
 	WriteOffset(ctx context.Context, key string, o *Offset) error
+	// AdvanceOffset sets the position and origins of key's row to o's,
+	// and its updated_at, only if the row holds position from (never nil),
+	// and reports whether it did: false, with nothing written, when the
+	// row is missing or holds another position. It leaves tables and
+	// promoting as they are. It is one statement, which locks the row
+	// like ReadOffset with forUpdate, so that the sink needs no read when
+	// it knows the stored position from its own last commit.
+	AdvanceOffset(ctx context.Context, key string, from []byte, o *Offset) (bool, error)
 	// DeleteOffset deletes the row of key, if any.
 	DeleteOffset(ctx context.Context, key string) error
 
@@ -94,7 +102,8 @@ type Backend interface {
 	RenameTables(ctx context.Context, renames []Rename) error
 
 	// Apply writes one table's share of a batch: see TableBatch for the
-	// order.
+	// order. tb and its rows are the sink's, reused for the next batch:
+	// Apply must not keep them once it returns.
 	Apply(ctx context.Context, tb *TableBatch) error
 }
 
@@ -377,8 +386,19 @@ type Group struct {
 }
 
 // Groups sorts rows into groups by the columns they set, in order of first
-// appearance; rows keep their order within a group.
+// appearance; rows keep their order within a group. When all rows set the
+// same columns, the one group's Rows is rows itself.
 func Groups(rows []Row) []Group {
+	if len(rows) == 0 {
+		return nil
+	}
+	same := true
+	for i := 1; i < len(rows) && same; i++ {
+		same = sameMask(rows[i].Set, rows[0].Set)
+	}
+	if same {
+		return []Group{{Cols: rows[0].Set.Indexes(), Rows: rows}}
+	}
 	var out []Group
 	idx := map[string]int{}
 	last := -1

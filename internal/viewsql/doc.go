@@ -19,11 +19,19 @@
 //     columns of new schema versions added, dropped columns kept (or
 //     dropped with DropColumns), and type or key changes the table cannot
 //     take refused with TypeChangeError or KeyChangeError.
-//   - Exactly once: each batch is one transaction that also upserts the
+//   - Exactly once: each batch is one transaction that also writes the
 //     pipeline's row of OffsetsTable (position, origins applied, tables
 //     written); a batch at or before the stored position is skipped.
-//     Stores without transactional DDL (MySQL) run schema changes before
-//     the transaction.
+//     The row is locked first, as a fence against a second writer: when
+//     the sink knows the stored position from its own last commit, one
+//     UPDATE ... WHERE position = <that position> locks and moves it
+//     (Backend.AdvanceOffset); otherwise, or when that UPDATE finds the
+//     row elsewhere, a locking read tells a replayed batch (skipped) from
+//     another writer (an error). Stores without transactional DDL (MySQL)
+//     run schema changes before the transaction.
+//   - Planning allocates little: plans are kept from batch to batch, keys
+//     of one int64 need no encoding, and an insert-only batch reaches
+//     Apply as the rows it was planned into (see BenchmarkWriteBatch).
 //   - Read-your-writes: the origins applied are kept in memory after each
 //     commit for connectors.OriginTracker.
 //   - Rebuilds: UseShadow and Promote implement connectors.ShadowSink with

@@ -12,6 +12,8 @@ import (
 
 // tablePlan is one target table's share of a batch while it is planned:
 // in upsert mode the latest change per key, in history mode every event.
+// The sink keeps its plans from batch to batch and resets them (see
+// reset), so that their slices and maps are allocated once.
 type tablePlan struct {
 	name     string // the table written
 	live     string
@@ -26,25 +28,105 @@ type tablePlan struct {
 	keys     []int            // indexes in cols of the key columns
 	keyNames []string
 
-	entries map[string]*entry // by encoded key
-	order   []*entry          // in order of first appearance
-	appends []Row             // history mode
+	// Upsert mode: the coalesced change of each key, in order of the
+	// key's first appearance; rows[i] is the row of ents[i].
+	ents    []entry
+	rows    []Row
+	byKey   map[string]int32 // index in ents by encoded key (see key)
+	byInt   map[int64]int32  // index in ents by key, for keys of one int64
+	appends []Row            // history mode
 
 	info *TableInfo // the table after ensure
+
+	// Scratch space, so that planning an event allocates little: the
+	// converted key values and their encodings of the after and before
+	// images, the values of the rows, and what batch returns.
+	keyVals, oldVals []any
+	keyBuf, oldBuf   []byte
+	arena            [][]any // chunks of values; arena[used] is being filled
+	used             int
+	out              TableBatch
+	ups, upds, dels  []Row
 }
 
-// entry is the coalesced change of one key.
+// arenaChunk is how many rows of values an arena chunk holds at least.
+const arenaChunk = 256
+
+// newTablePlan returns an empty plan for sh's table.
+func newTablePlan() *tablePlan {
+	return &tablePlan{colIdx: map[string]int{}, shapeIdx: map[*shape][]int{},
+		byKey: map[string]int32{}, byInt: map[int64]int32{}}
+}
+
+// reset empties the plan for a new batch, writing sh's table, keeping its
+// memory (and dropping the values it held, for the garbage collector).
+func (tp *tablePlan) reset(sh *shape) {
+	tp.name, tp.live, tp.source, tp.history, tp.truncate = sh.name, sh.live, sh.source, sh.history, false
+	clear(tp.shapes)
+	tp.shapes = tp.shapes[:0]
+	clear(tp.cols)
+	tp.cols = tp.cols[:0]
+	clear(tp.colIdx)
+	clear(tp.shapeIdx)
+	tp.keys, tp.keyNames = nil, nil
+	tp.clearEntries()
+	clear(tp.appends)
+	tp.appends = tp.appends[:0]
+	tp.info = nil
+	for i := 0; i <= tp.used && i < len(tp.arena); i++ {
+		clear(tp.arena[i])
+		tp.arena[i] = tp.arena[i][:0]
+	}
+	tp.used = 0
+	tp.out = TableBatch{}
+	clear(tp.ups)
+	clear(tp.upds)
+	clear(tp.dels)
+}
+
+// clearEntries forgets every coalesced change.
+func (tp *tablePlan) clearEntries() {
+	clear(tp.ents)
+	tp.ents = tp.ents[:0]
+	clear(tp.rows)
+	tp.rows = tp.rows[:0]
+	clear(tp.byKey)
+	clear(tp.byInt)
+}
+
+// values returns n nil values from the arena; appending to them copies.
+func (tp *tablePlan) values(n int) []any {
+	for {
+		if tp.used == len(tp.arena) {
+			tp.arena = append(tp.arena, make([]any, 0, n*arenaChunk))
+		}
+		c := tp.arena[tp.used]
+		if l := len(c); cap(c)-l >= n {
+			tp.arena[tp.used] = c[:l+n]
+			return c[l : l+n : l+n]
+		}
+		tp.used++
+	}
+}
+
+// entry is the coalesced change of one key; its row is in tablePlan.rows.
 type entry struct {
-	row       Row  // the row to write (Set: known columns)
-	unchanged Mask // columns whose value is still the stored one
-	keyVals   []any
-	deleted   bool // the last change deleted the row
+	unchanged Mask  // columns whose value is still the stored one
+	keyVals   []any // the key, kept for deletes only (the rows hold it otherwise)
+	deleted   bool  // the last change deleted the row
 	// deleteFirst: the row was deleted earlier in the batch, so the stored
 	// row (and any column this batch does not set) must go first.
 	deleteFirst bool
 	// fresh: the stored row is known to be gone (deleted or truncated
 	// earlier in the batch), so the row must be written whole.
 	fresh bool
+}
+
+// push adds a change of a key not seen yet and returns its index.
+func (tp *tablePlan) push(r Row, e entry) int32 {
+	tp.ents = append(tp.ents, e)
+	tp.rows = append(tp.rows, r)
+	return int32(len(tp.ents) - 1)
 }
 
 // plan coalesces a batch into per-table plans, in order of first
@@ -55,19 +137,33 @@ func (s *Sink) plan(events []connectors.Event) ([]*tablePlan, error) {
 		plans   []*tablePlan
 		byName  = map[string]*tablePlan{}
 		rejects []connectors.EventError
+		last    *tablePlan
 	)
+	if len(s.plans) > maxShapes {
+		clear(s.plans)
+	}
 	get := func(sh *shape) *tablePlan {
+		if last != nil && last.name == sh.name {
+			return last
+		}
 		tp := byName[sh.name]
 		if tp == nil {
-			tp = &tablePlan{name: sh.name, live: sh.live, source: sh.source, history: sh.history,
-				colIdx: map[string]int{}, shapeIdx: map[*shape][]int{}, entries: map[string]*entry{}}
+			if tp = s.plans[sh.name]; tp == nil {
+				tp = newTablePlan()
+				s.plans[sh.name] = tp
+			}
+			tp.reset(sh)
 			byName[sh.name] = tp
 			plans = append(plans, tp)
 		}
+		last = tp
 		return tp
 	}
 	for i := range events {
 		ev := &events[i]
+		if ev.Op == connectors.OpHeartbeat {
+			continue // nothing to apply; its origin position is recorded (observe)
+		}
 		if ev.Op == connectors.OpTruncate && ev.Schema == nil {
 			// A truncate needs no columns, only the target's name.
 			live, history := s.cfg.target(ev.Table())
@@ -162,8 +258,7 @@ func equalInts(a, b []int) bool {
 // truncateAll voids everything planned for the table so far.
 func (tp *tablePlan) truncateAll() {
 	tp.truncate = true
-	clear(tp.entries)
-	tp.order = tp.order[:0]
+	tp.clearEntries()
 }
 
 // add plans event i.
@@ -184,11 +279,11 @@ func (tp *tablePlan) add(i int, ev *connectors.Event, sh *shape) error {
 		if img == nil {
 			return &valueError{table: sh.source.String(), column: "(key)", err: errors.New("a delete without a before image has no key")}
 		}
-		keyVals, k, err := tp.key(sh, img, nil)
-		if err != nil {
+		var err error
+		if tp.keyVals, tp.keyBuf, err = tp.key(sh, img, nil, tp.keyVals, tp.keyBuf); err != nil {
 			return err
 		}
-		tp.delete(i, k, keyVals)
+		tp.delete(i, tp.keyVals, tp.keyBuf)
 		return nil
 	case connectors.OpCreate, connectors.OpRead, connectors.OpUpdate:
 	default:
@@ -197,23 +292,22 @@ func (tp *tablePlan) add(i int, ev *connectors.Event, sh *shape) error {
 	if ev.After == nil {
 		return &valueError{table: sh.source.String(), column: "(row)", err: fmt.Errorf("a %q event without an after image", ev.Op)}
 	}
-	keyVals, k, err := tp.key(sh, ev.After, ev.Before)
-	if err != nil {
+	var err error
+	if tp.keyVals, tp.keyBuf, err = tp.key(sh, ev.After, ev.Before, tp.keyVals, tp.keyBuf); err != nil {
 		return err
 	}
+	keyVals := tp.keyVals
 	if ev.Op == connectors.OpUpdate && ev.Before != nil {
 		// An update that changes the key moves the row: delete the old key.
-		oldVals, whole, err := tp.beforeKey(sh, ev.Before)
-		if err != nil {
+		whole := false
+		if tp.oldVals, tp.oldBuf, whole, err = tp.beforeKey(sh, ev.Before, tp.oldVals, tp.oldBuf); err != nil {
 			return err
 		}
-		if whole {
-			if oldKey := encodeKey(oldVals); oldKey != k {
-				tp.delete(i, oldKey, oldVals)
-			}
+		if whole && !sameKey(tp.oldVals, tp.oldBuf, tp.keyVals, tp.keyBuf) {
+			tp.delete(i, tp.oldVals, tp.oldBuf)
 		}
 	}
-	row := Row{Vals: make([]any, len(tp.cols)), Set: NewMask(len(tp.cols)), Event: i}
+	row := Row{Vals: tp.values(len(tp.cols)), Set: NewMask(len(tp.cols)), Event: i}
 	unchanged := NewMask(len(tp.cols))
 	for j, def := range sh.cols {
 		v := ev.After[sh.srcIdx[j]]
@@ -238,29 +332,32 @@ func (tp *tablePlan) add(i int, ev *connectors.Event, sh *shape) error {
 		return fmt.Errorf("an insert (%q) of %s with columns marked unchanged (%s): only updates can leave values out",
 			ev.Op, sh.source, tp.names(unchanged))
 	}
-	e := tp.entries[k]
+	at, found := tp.lookup(keyVals, tp.keyBuf)
+	if !found {
+		at = tp.push(row, entry{unchanged: unchanged, fresh: tp.truncate})
+		tp.store(keyVals, tp.keyBuf, at)
+	}
+	e, r := &tp.ents[at], &tp.rows[at]
 	switch {
-	case e == nil:
-		e = &entry{row: row, unchanged: unchanged, keyVals: keyVals, fresh: tp.truncate}
-		tp.entries[k] = e
-		tp.order = append(tp.order, e)
+	case !found:
 	case e.deleted:
-		e.row, e.unchanged, e.deleted, e.deleteFirst, e.fresh = row, unchanged, false, true, true
+		*r = row
+		e.unchanged, e.deleted, e.deleteFirst, e.fresh = unchanged, false, true, true
 	default:
 		for _, ci := range row.Set.Indexes() {
-			if ci >= len(e.row.Vals) {
-				e.row.Vals = append(e.row.Vals, make([]any, ci+1-len(e.row.Vals))...)
+			if ci >= len(r.Vals) {
+				r.Vals = append(r.Vals, make([]any, ci+1-len(r.Vals))...)
 			}
-			e.row.Vals[ci] = row.Vals[ci]
-			e.row.Set.Set(ci)
+			r.Vals[ci] = row.Vals[ci]
+			r.Set.Set(ci)
 			e.unchanged.Clear(ci)
 		}
 		for _, ci := range unchanged.Indexes() {
-			if !e.row.Set.Has(ci) {
+			if !r.Set.Has(ci) {
 				e.unchanged.Set(ci)
 			}
 		}
-		e.row.Event = i
+		r.Event = i
 	}
 	if e.fresh && !e.unchanged.Empty() {
 		return fmt.Errorf("an update of %s leaves columns unchanged (%s) for a row deleted or truncated earlier in the batch, so their values are unknown; the source sent an inconsistent stream",
@@ -277,22 +374,75 @@ func (tp *tablePlan) names(m Mask) string {
 	return strings.Join(n, ", ")
 }
 
-func (tp *tablePlan) delete(i int, k string, keyVals []any) {
-	e := tp.entries[k]
-	if e == nil {
-		e = &entry{keyVals: keyVals}
-		tp.entries[k] = e
-		tp.order = append(tp.order, e)
+// delete plans the delete of the key with values keyVals, encoded as k
+// (both are copied).
+func (tp *tablePlan) delete(i int, keyVals []any, k []byte) {
+	at, found := tp.lookup(keyVals, k)
+	if !found {
+		at = tp.push(Row{}, entry{})
+		tp.store(keyVals, k, at)
+	}
+	e := &tp.ents[at]
+	if e.keyVals == nil {
+		e.keyVals = tp.values(len(keyVals))
+		copy(e.keyVals, keyVals)
 	}
 	e.deleted, e.fresh = true, true
-	e.row = Row{Event: i}
 	e.unchanged = Mask{}
+	tp.rows[at] = Row{Event: i}
+}
+
+// intKey returns the key when it is one int64, the common case, which
+// needs no encoding.
+func intKey(vals []any) (int64, bool) {
+	if len(vals) != 1 {
+		return 0, false
+	}
+	k, ok := vals[0].(int64)
+	return k, ok
+}
+
+// lookup returns the index in ents of the key with values vals, encoded
+// as enc.
+func (tp *tablePlan) lookup(vals []any, enc []byte) (int32, bool) {
+	var (
+		at int32
+		ok bool
+	)
+	if k, isInt := intKey(vals); isInt {
+		at, ok = tp.byInt[k]
+	} else {
+		at, ok = tp.byKey[string(enc)]
+	}
+	return at, ok
+}
+
+// store records that index at in ents is the key with values vals,
+// encoded as enc.
+func (tp *tablePlan) store(vals []any, enc []byte, at int32) {
+	if k, ok := intKey(vals); ok {
+		tp.byInt[k] = at
+		return
+	}
+	tp.byKey[string(enc)] = at
+}
+
+// sameKey reports whether two keys, as key returns them, are equal.
+func sameKey(aVals []any, aEnc []byte, bVals []any, bEnc []byte) bool {
+	a, aInt := intKey(aVals)
+	b, bInt := intKey(bVals)
+	if aInt || bInt {
+		return aInt && bInt && a == b
+	}
+	return string(aEnc) == string(bEnc)
 }
 
 // key converts the key values of img (taking an Unchanged one from alt)
-// and encodes them.
-func (tp *tablePlan) key(sh *shape, img, alt []connectors.Value) ([]any, string, error) {
-	vals := make([]any, len(sh.keys))
+// into vals and, unless the key is one int64 (see intKey), encodes them
+// into buf, so that equal keys give equal bytes. It reuses both slices
+// (they are overwritten by the next call with the same ones).
+func (tp *tablePlan) key(sh *shape, img, alt []connectors.Value, vals []any, buf []byte) ([]any, []byte, error) {
+	vals = append(vals[:0], make([]any, len(sh.keys))...)
 	for p, j := range sh.keys {
 		si := sh.srcIdx[j]
 		v := img[si]
@@ -302,34 +452,41 @@ func (tp *tablePlan) key(sh *shape, img, alt []connectors.Value) ([]any, string,
 		col := sh.schema.Columns[si].Name
 		switch {
 		case connectors.IsUnchanged(v):
-			return nil, "", &valueError{table: sh.source.String(), column: col, err: errors.New("a primary-key value is marked unchanged and the event has no before image holding it")}
+			return vals, buf, &valueError{table: sh.source.String(), column: col, err: errors.New("a primary-key value is marked unchanged and the event has no before image holding it")}
 		case v == nil:
-			return nil, "", &valueError{table: sh.source.String(), column: col, err: errors.New("a primary-key value is NULL")}
+			return vals, buf, &valueError{table: sh.source.String(), column: col, err: errors.New("a primary-key value is NULL")}
 		}
 		cv, err := sh.cols[j].Convert(v)
 		if err != nil {
-			return nil, "", &valueError{table: sh.source.String(), column: col, err: err}
+			return vals, buf, &valueError{table: sh.source.String(), column: col, err: err}
 		}
 		vals[p] = cv
 	}
-	return vals, encodeKey(vals), nil
+	buf = buf[:0]
+	if _, ok := intKey(vals); ok {
+		return vals, buf, nil
+	}
+	for _, v := range vals {
+		buf = appendKeyValue(buf, v)
+	}
+	return vals, buf, nil
 }
 
-// beforeKey returns the key of an update's before image, when the image
-// holds the whole key.
-func (tp *tablePlan) beforeKey(sh *shape, img []connectors.Value) ([]any, bool, error) {
+// beforeKey is key for an update's before image; whole is false, and
+// nothing converted, when the image does not hold the whole key.
+func (tp *tablePlan) beforeKey(sh *shape, img []connectors.Value, vals []any, buf []byte) (_ []any, _ []byte, whole bool, _ error) {
 	for _, j := range sh.keys {
 		if v := img[sh.srcIdx[j]]; v == nil || connectors.IsUnchanged(v) {
-			return nil, false, nil
+			return vals, buf, false, nil
 		}
 	}
-	vals, _, err := tp.key(sh, img, nil)
-	return vals, err == nil, err
+	vals, buf, err := tp.key(sh, img, nil, vals, buf)
+	return vals, buf, err == nil, err
 }
 
 // append plans event i of a history table.
 func (tp *tablePlan) append(i int, ev *connectors.Event, sh *shape, idx []int) error {
-	row := Row{Vals: make([]any, len(tp.cols)), Set: NewMask(len(tp.cols)), Event: i}
+	row := Row{Vals: tp.values(len(tp.cols)), Set: NewMask(len(tp.cols)), Event: i}
 	img := ev.After
 	if ev.Op == connectors.OpDelete || img == nil {
 		img = ev.Before
@@ -423,9 +580,11 @@ func appendJSONString(b []byte, s string) []byte {
 // batch turns the plan into what Backend.Apply writes, against the table as
 // it is after ensure (info): columns it no longer has (dropped by
 // drop_columns while an older schema version's rows were in the batch) are
-// left out.
+// left out. The TableBatch and its rows belong to the plan: they are valid
+// until the plan is reset for the next batch.
 func (tp *tablePlan) batch() *TableBatch {
-	tb := &TableBatch{Table: tp.name, History: tp.history, Truncate: tp.truncate, Columns: tp.cols, Key: tp.keys, Info: tp.info}
+	tb := &tp.out
+	*tb = TableBatch{Table: tp.name, History: tp.history, Truncate: tp.truncate, Columns: tp.cols, Key: tp.keys, Info: tp.info}
 	var gone []int
 	if tp.info != nil {
 		for ci, c := range tp.cols {
@@ -435,6 +594,9 @@ func (tp *tablePlan) batch() *TableBatch {
 		}
 	}
 	fix := func(r Row) Row {
+		if len(gone) == 0 && len(r.Vals) >= len(tp.cols) {
+			return r
+		}
 		if len(r.Vals) < len(tp.cols) {
 			r.Vals = append(r.Vals, make([]any, len(tp.cols)-len(r.Vals))...)
 		}
@@ -445,34 +607,50 @@ func (tp *tablePlan) batch() *TableBatch {
 		return r
 	}
 	if tp.history {
-		tb.Appends = make([]Row, len(tp.appends))
+		tb.Appends = tp.appends
 		for i, r := range tp.appends {
-			tb.Appends[i] = fix(r)
+			tp.appends[i] = fix(r)
 		}
 		return tb
 	}
-	for _, e := range tp.order {
+	// The common case, only upserts of whole rows: the rows as they are.
+	simple := len(gone) == 0
+	for i := 0; simple && i < len(tp.ents); i++ {
+		e := &tp.ents[i]
+		simple = !e.deleted && !e.deleteFirst && e.unchanged.Empty() && len(tp.rows[i].Vals) >= len(tp.cols)
+	}
+	if simple {
+		tb.Upserts = tp.rows
+		return tb
+	}
+	tp.ups, tp.upds, tp.dels = tp.ups[:0], tp.upds[:0], tp.dels[:0]
+	for i := range tp.ents {
+		e := &tp.ents[i]
 		if e.deleted || (e.deleteFirst && !tp.truncate) {
-			tb.Deletes = append(tb.Deletes, fix(tp.keyRow(e)))
+			tp.dels = append(tp.dels, fix(tp.keyRow(e, tp.rows[i].Event)))
 		}
 		if e.deleted {
 			continue
 		}
 		if e.unchanged.Empty() {
-			tb.Upserts = append(tb.Upserts, fix(e.row))
+			tp.ups = append(tp.ups, fix(tp.rows[i]))
 		} else {
-			tb.Updates = append(tb.Updates, fix(e.row))
+			tp.upds = append(tp.upds, fix(tp.rows[i]))
 		}
 	}
-	if tp.truncate {
+	tb.Upserts, tb.Updates, tb.Deletes = tp.ups, tp.upds, tp.dels
+	if tp.truncate || len(tb.Deletes) == 0 {
 		tb.Deletes = nil // the truncate removed every stored row already
+	}
+	if len(tb.Updates) == 0 {
+		tb.Updates = nil
 	}
 	return tb
 }
 
-// keyRow is a row holding only e's key.
-func (tp *tablePlan) keyRow(e *entry) Row {
-	r := Row{Vals: make([]any, len(tp.cols)), Set: NewMask(len(tp.cols)), Event: e.row.Event}
+// keyRow is a row holding only e's key, made by event ev.
+func (tp *tablePlan) keyRow(e *entry, ev int) Row {
+	r := Row{Vals: tp.values(len(tp.cols)), Set: NewMask(len(tp.cols)), Event: ev}
 	for p, ci := range tp.keys {
 		r.Vals[ci] = e.keyVals[p]
 		r.Set.Set(ci)
@@ -480,16 +658,8 @@ func (tp *tablePlan) keyRow(e *entry) Row {
 	return r
 }
 
-// encodeKey encodes converted key values so that equal keys give equal
-// strings.
-func encodeKey(vals []any) string {
-	var b []byte
-	for _, v := range vals {
-		b = appendKeyValue(b, v)
-	}
-	return string(b)
-}
-
+// appendKeyValue appends an encoding of a converted key value to b, such
+// that equal keys give equal bytes.
 func appendKeyValue(b []byte, v any) []byte {
 	switch x := v.(type) {
 	case nil:

@@ -28,16 +28,17 @@ const maxShapes = 4096
 // shape is how the events of one schema version land in their target
 // table: the projected columns with their SQL types and converters.
 type shape struct {
-	schema   *connectors.Schema // nil for a truncate without a schema
-	source   connectors.TableID
-	live     string // the target table's live name
-	name     string // the table written: live, or live + ShadowSuffix
-	history  bool
-	cols     []*ColumnDef
-	srcIdx   []int // per column: its index in schema.Columns, -1 for history columns
-	keys     []int // indexes in cols of the key columns, in key order (upsert mode)
-	keyAt    []int // per column: its position in the key, -1 if not a key column
-	keyNames []string
+	schema    *connectors.Schema // nil for a truncate without a schema
+	connector string             // the source connector of its events
+	source    connectors.TableID
+	live      string // the target table's live name
+	name      string // the table written: live, or live + ShadowSuffix
+	history   bool
+	cols      []*ColumnDef
+	srcIdx    []int // per column: its index in schema.Columns, -1 for history columns
+	keys      []int // indexes in cols of the key columns, in key order (upsert mode)
+	keyAt     []int // per column: its position in the key, -1 if not a key column
+	keyNames  []string
 }
 
 // NoKeyError is returned for a table without a primary key in upsert mode.
@@ -65,12 +66,16 @@ var historyColumns = []connectors.Column{
 // shapeFor returns the shape of ev's schema version, building it on first
 // use. Events without a schema get a shape with no data columns.
 func (s *Sink) shapeFor(ev *connectors.Event) (*shape, error) {
+	if sh := s.lastShape; sh != nil && ev.Schema != nil && sh.schema == ev.Schema && sh.connector == ev.Source.Connector {
+		return sh, nil // the common case: a run of events of one schema
+	}
 	t := ev.Table()
 	k := shapeKey{table: t, version: -1, connector: ev.Source.Connector}
 	if ev.Schema != nil {
 		k.version = ev.Schema.Version
 	}
 	if sh, ok := s.shapes[k]; ok && (sh.schema == ev.Schema || (sh.schema != nil && ev.Schema != nil && sh.schema.SameShape(ev.Schema))) {
+		s.lastShape = sh
 		return sh, nil
 	}
 	sh, err := s.buildShape(t, ev.Schema, ev.Source.Connector)
@@ -81,13 +86,14 @@ func (s *Sink) shapeFor(ev *connectors.Event) (*shape, error) {
 		clear(s.shapes)
 	}
 	s.shapes[k] = sh
+	s.lastShape = sh
 	return sh, nil
 }
 
 func (s *Sink) buildShape(t connectors.TableID, sch *connectors.Schema, connector string) (*shape, error) {
 	live, history := s.cfg.target(t)
 	tc, cfgKey := s.cfg.tableConfig(t)
-	sh := &shape{schema: sch, source: t, live: live, name: s.tableName(live), history: history}
+	sh := &shape{schema: sch, source: t, live: live, name: s.tableName(live), history: history, connector: connector}
 	if live == "" {
 		return nil, fmt.Errorf("%s: table %s maps to an empty target name (check table_name and tables.%s.name)", s.name, t, t)
 	}

@@ -58,6 +58,8 @@ type Sink struct {
 	committed connectors.Position // as stored by the last commit (or read at Open)
 	tables    map[string]*TableInfo
 	shapes    map[shapeKey]*shape
+	lastShape *shape                // the shape of the last event planned
+	plans     map[string]*tablePlan // by table name, reused from batch to batch
 	warned    map[string]bool
 
 	originsMu sync.RWMutex
@@ -75,7 +77,7 @@ func New(name string, cfg Config, b Backend, rt connectors.Runtime) (*Sink, erro
 	}
 	return &Sink{
 		name: name, cfg: cfg, b: b, log: rt.Log(), pipeline: pipeline,
-		tables: map[string]*TableInfo{}, shapes: map[shapeKey]*shape{}, warned: map[string]bool{},
+		tables: map[string]*TableInfo{}, shapes: map[shapeKey]*shape{}, warned: map[string]bool{}, plans: map[string]*tablePlan{},
 		origins: map[string]string{},
 	}, nil
 }
@@ -283,6 +285,14 @@ func (s *Sink) WriteBatch(ctx context.Context, b connectors.Batch) error {
 
 // apply writes the planned batch and its position in one transaction. It
 // reports false for a batch found applied already.
+//
+// The offsets row is locked first, as a fence against another writer of
+// the same view. When the sink knows the stored position from its own last
+// commit (or Open), one statement moves it (Backend.AdvanceOffset): it
+// locks the row and succeeds only if the row is still where this sink left
+// it. Otherwise, or when that fails, the row is read with a lock to tell a
+// replayed batch (skipped) from another writer (an error), and written
+// after the data.
 func (s *Sink) apply(ctx context.Context, last connectors.Position, plans []*tablePlan, events []connectors.Event) (bool, error) {
 	batchOrigins := observe(events)
 	created := map[string]bool{}
@@ -296,23 +306,28 @@ func (s *Sink) apply(ctx context.Context, last connectors.Position, plans []*tab
 	if err := s.b.Begin(ctx); err != nil {
 		return false, fmt.Errorf("begin: %w", err)
 	}
-	off, err := s.b.ReadOffset(ctx, s.key(), true)
-	if err != nil {
-		return false, fmt.Errorf("read the stored position: %w", err)
+	// s.origins is only written with s.mu held, as it is now: reading it
+	// needs no originsMu.
+	origins := connectors.Origins{}
+	var off *Offset // the stored row, when it was read
+	advanced := false
+	if last != nil && s.committed != nil {
+		origins.Merge(s.origins)
+		origins.Merge(batchOrigins)
+		ok, err := s.b.AdvanceOffset(ctx, s.key(), s.committed, &Offset{Position: last, Origins: origins})
+		if err != nil {
+			return false, fmt.Errorf("store the position: %w", err)
+		}
+		advanced = ok
 	}
-	if off == nil {
-		off = &Offset{}
-	}
-	if last != nil && off.Position != nil && last.Compare(off.Position) <= 0 {
-		// Applied already: a commit whose reply was lost, then a replay.
-		s.b.Rollback(ctx)
-		s.committed = off.Position
-		s.log.Debug("batch already applied; skipped", "position", last.String(), "stored", connectors.Position(off.Position).String())
-		return false, nil
-	}
-	if !bytes.Equal(off.Position, s.committed) {
-		return false, fmt.Errorf("the stored position of %q moved from %s to %s under this sink: another process writes this view with the same pipeline name, or a rebuild was promoted while it ran; stop the other writer and restart the pipeline",
-			s.key(), s.committed, connectors.Position(off.Position))
+	if !advanced {
+		var err error
+		if off, err = s.lockOffset(ctx, last); off == nil || err != nil {
+			return false, err
+		}
+		origins = connectors.Origins{}
+		origins.Merge(off.Origins)
+		origins.Merge(batchOrigins)
 	}
 	if s.b.TransactionalDDL() {
 		for _, tp := range plans {
@@ -333,15 +348,29 @@ func (s *Sink) apply(ctx context.Context, last connectors.Position, plans []*tab
 			return false, fmt.Errorf("table %s: %w", tp.name, err)
 		}
 	}
-	origins := connectors.Origins{}
-	origins.Merge(off.Origins)
-	origins.Merge(batchOrigins)
-	next := &Offset{Position: off.Position, Origins: origins, Tables: mergeTables(off.Tables, created), Promoting: off.Promoting}
+	position := s.committed
 	if last != nil {
-		next.Position = last
+		position = last
 	}
-	if err := s.b.WriteOffset(ctx, s.key(), next); err != nil {
-		return false, fmt.Errorf("store the position: %w", err)
+	if !advanced || len(created) > 0 {
+		if advanced {
+			// A table was created: add it to the row's tables.
+			var err error
+			if off, err = s.b.ReadOffset(ctx, s.key(), true); err != nil {
+				return false, fmt.Errorf("read the stored position: %w", err)
+			}
+			if off == nil {
+				return false, fmt.Errorf("the row of %q in %s vanished within the transaction", s.key(), OffsetsTable)
+			}
+		}
+		next := &Offset{Position: off.Position, Origins: origins, Tables: mergeTables(off.Tables, created), Promoting: off.Promoting}
+		if last != nil {
+			next.Position = last
+		}
+		position = next.Position
+		if err := s.b.WriteOffset(ctx, s.key(), next); err != nil {
+			return false, fmt.Errorf("store the position: %w", err)
+		}
 	}
 	if h := s.hooks.BeforeCommit; h != nil {
 		if err := h(); err != nil {
@@ -351,9 +380,37 @@ func (s *Sink) apply(ctx context.Context, last connectors.Position, plans []*tab
 	if err := s.b.Commit(ctx); err != nil {
 		return false, fmt.Errorf("commit: %w", err)
 	}
-	s.committed = next.Position
+	s.committed = position
 	s.setOrigins(origins)
 	return true, nil
+}
+
+// lockOffset reads the stored row with a lock, inside the transaction, and
+// checks it against the batch ending at last: a batch at or before the
+// stored position was applied already (a commit whose reply was lost, then
+// a replay), so the transaction is rolled back, the sink takes the stored
+// position and origins, and lockOffset returns nil; a stored position
+// other than the one this sink committed means another writer.
+func (s *Sink) lockOffset(ctx context.Context, last connectors.Position) (*Offset, error) {
+	off, err := s.b.ReadOffset(ctx, s.key(), true)
+	if err != nil {
+		return nil, fmt.Errorf("read the stored position: %w", err)
+	}
+	if off == nil {
+		off = &Offset{}
+	}
+	if last != nil && off.Position != nil && last.Compare(off.Position) <= 0 {
+		s.b.Rollback(ctx)
+		s.committed = off.Position
+		s.setOrigins(off.Origins)
+		s.log.Debug("batch already applied; skipped", "position", last.String(), "stored", connectors.Position(off.Position).String())
+		return nil, nil
+	}
+	if !bytes.Equal(off.Position, s.committed) {
+		return nil, fmt.Errorf("the stored position of %q moved from %s to %s under this sink: another process writes this view with the same pipeline name, or a rebuild was promoted while it ran; stop the other writer and restart the pipeline",
+			s.key(), s.committed, connectors.Position(off.Position))
+	}
+	return off, nil
 }
 
 func mergeTables(have []string, add map[string]bool) []string {
@@ -387,7 +444,13 @@ func (s *Sink) recordTables(ctx context.Context, names []string) error {
 	})
 }
 
+// setOrigins sets the origins applied, as stored with the last commit. The
+// sink keeps a map of its own: o is copied.
 func (s *Sink) setOrigins(o map[string]string) {
+	o = maps.Clone(o)
+	if o == nil {
+		o = map[string]string{}
+	}
 	s.originsMu.Lock()
 	s.origins = o
 	s.originsMu.Unlock()
@@ -424,7 +487,10 @@ func (s *Sink) CommittedPosition(ctx context.Context) (connectors.Position, erro
 	if off == nil || off.Position == nil {
 		return nil, nil
 	}
+	// The sink fences and merges origins with what it knows of the row:
+	// keep position and origins together.
 	s.committed = off.Position
+	s.setOrigins(off.Origins)
 	return off.Position, nil
 }
 
@@ -637,23 +703,38 @@ func (s *Sink) recoverPromote(ctx context.Context) error {
 }
 
 // observe collects the furthest origin position of the events per origin,
-// as connectors.Origins.Observe does, working out each origin's key once
-// per run of events from one origin.
+// as connectors.Origins.Observe does. It works out each origin's key once
+// per run of events from one origin, keeps the run's furthest position in
+// a variable, and compares positions only when they differ (the events of
+// one source transaction often share theirs).
 func observe(events []connectors.Event) connectors.Origins {
 	o := connectors.Origins{}
-	var last *connectors.SourceInfo
-	key := ""
+	var (
+		last      *connectors.SourceInfo
+		key, best string
+	)
+	flush := func() {
+		if last == nil {
+			return
+		}
+		if old, had := o[key]; !had || old != best && connectors.Later(last.Connector, best, old) {
+			o[key] = best
+		}
+	}
 	for i := range events {
 		src := &events[i].Source
 		if src.Position == "" || src.Connector == "" {
 			continue
 		}
 		if last == nil || src.Connector != last.Connector || src.Name != last.Name || src.DB != last.DB {
-			key, last = connectors.OriginKey(*src), src
+			flush()
+			key, last, best = connectors.OriginKey(*src), src, src.Position
+			continue
 		}
-		if old, had := o[key]; !had || connectors.Later(src.Connector, src.Position, old) {
-			o[key] = src.Position
+		if src.Position != best && connectors.Later(src.Connector, src.Position, best) {
+			best = src.Position
 		}
 	}
+	flush()
 	return o
 }

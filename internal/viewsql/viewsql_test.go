@@ -1,9 +1,11 @@
 package viewsql
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 
@@ -12,11 +14,14 @@ import (
 
 // fake is an in-memory Backend that records what Apply is given.
 type fake struct {
-	offsets map[string]*Offset
-	tables  map[string]*TableInfo
-	applied []*TableBatch
-	inTx    bool
-	commits int
+	offsets  map[string]*Offset
+	tables   map[string]*TableInfo
+	applied  []*TableBatch
+	inTx     bool
+	commits  int
+	advances int
+	reads    int
+	writes   int
 }
 
 func newFake() *fake { return &fake{offsets: map[string]*Offset{}, tables: map[string]*TableInfo{}} }
@@ -43,6 +48,7 @@ func (f *fake) Commit(context.Context) error  { f.inTx = false; f.commits++; ret
 func (f *fake) Rollback(context.Context)      { f.inTx = false }
 func (f *fake) Healthy() bool                 { return true }
 func (f *fake) ReadOffset(_ context.Context, key string, _ bool) (*Offset, error) {
+	f.reads++
 	if o, ok := f.offsets[key]; ok {
 		c := *o
 		return &c, nil
@@ -50,9 +56,21 @@ func (f *fake) ReadOffset(_ context.Context, key string, _ bool) (*Offset, error
 	return nil, nil
 }
 func (f *fake) WriteOffset(_ context.Context, key string, o *Offset) error {
+	f.writes++
 	c := *o
 	f.offsets[key] = &c
 	return nil
+}
+func (f *fake) AdvanceOffset(_ context.Context, key string, from []byte, o *Offset) (bool, error) {
+	f.advances++
+	cur, ok := f.offsets[key]
+	if !ok || !bytes.Equal(cur.Position, from) {
+		return false, nil
+	}
+	c := *cur
+	c.Position, c.Origins = o.Position, maps.Clone(o.Origins)
+	f.offsets[key] = &c
+	return true, nil
 }
 func (f *fake) DeleteOffset(_ context.Context, key string) error { delete(f.offsets, key); return nil }
 func (f *fake) DescribeTable(_ context.Context, name string) (*TableInfo, error) {
@@ -80,8 +98,24 @@ func (f *fake) AddColumn(_ context.Context, table string, c *ColumnDef) error {
 func (f *fake) DropColumn(context.Context, string, string) error { return nil }
 func (f *fake) DropTable(_ context.Context, name string) error   { delete(f.tables, name); return nil }
 func (f *fake) RenameTables(context.Context, []Rename) error     { return nil }
+
+// Apply keeps a deep copy of tb: the sink reuses tb and its rows for the
+// next batch.
 func (f *fake) Apply(_ context.Context, tb *TableBatch) error {
-	f.applied = append(f.applied, tb)
+	c := *tb
+	copyRows := func(rs []Row) []Row {
+		if rs == nil {
+			return nil
+		}
+		out := make([]Row, len(rs))
+		for i, r := range rs {
+			out[i] = r
+			out[i].Vals = append([]any(nil), r.Vals...)
+		}
+		return out
+	}
+	c.Deletes, c.Upserts, c.Updates, c.Appends = copyRows(tb.Deletes), copyRows(tb.Upserts), copyRows(tb.Updates), copyRows(tb.Appends)
+	f.applied = append(f.applied, &c)
 	return nil
 }
 

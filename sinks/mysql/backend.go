@@ -16,23 +16,43 @@ import (
 	"github.com/tapline/tapline/internal/viewsql"
 )
 
-// backend is the MySQL half of the sink, on one connection. Parameters are
-// interpolated by the driver (no server-side prepare per statement); the
-// statement texts are built once per shape and chunk size.
+// backend is the MySQL half of the sink, on one connection.
+//
+// A statement text the sink runs again (the multi-row INSERT of a full
+// batch, the position's UPDATE, ...) is prepared on the server the second
+// time it is seen and kept: it then runs without being parsed again, its
+// values sent in binary. Other statements have their parameters
+// interpolated by the driver, which saves the round trip of a prepare.
+//
+// The session runs with autocommit off, so that a transaction starts with
+// its first statement, without a round trip of its own; a statement run
+// outside Begin and Commit is committed right after it. Transactions are
+// thus not database/sql Txs, which would also prepare every kept statement
+// again in each transaction.
 type backend struct {
 	dialect
 	mc *mysql.Config
 
 	db        *sql.DB
 	conn      *sql.Conn
-	tx        *sql.Tx
+	inTx      bool
 	broken    bool
 	packet    int    // the bytes one statement may take: half of max_allowed_packet
 	collation string // of the view's tables: binary, without pad where the server has it
+
+	stmts map[string]*sql.Stmt // prepared on conn, by text
+	seen  map[string]bool      // texts run once, interpolated
 }
 
 // maxRows bounds the rows of one statement.
 const maxRows = 1000
+
+// maxPlaceholders is the most parameters a prepared statement takes.
+const maxPlaceholders = 65535
+
+// maxStmts bounds the statements kept prepared, and the texts remembered
+// as seen once; past it each starts over.
+const maxStmts = 64
 
 func newBackend(cfg Config) (*backend, error) {
 	mc, err := mysql.ParseDSN(cfg.DSN.Reveal())
@@ -95,7 +115,8 @@ func (b *backend) Connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connect to %s/%s: %w", b.mc.Addr, b.mc.DBName, err)
 	}
-	b.db, b.conn, b.broken = db, conn, false
+	b.db, b.conn, b.broken, b.inTx = db, conn, false, false
+	b.stmts, b.seen = map[string]*sql.Stmt{}, map[string]bool{}
 	if err := b.setup(ctx); err != nil {
 		b.Close()
 		return err
@@ -137,6 +158,9 @@ func (b *backend) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", viewsql.OffsetsTable, classify(err))
 	}
+	if _, err := b.conn.ExecContext(ctx, "SET SESSION autocommit = 0"); err != nil {
+		return fmt.Errorf("set the session up: %w", classify(err))
+	}
 	return nil
 }
 
@@ -145,10 +169,8 @@ func (b *backend) Close() error {
 	if b.db == nil {
 		return nil
 	}
-	if b.tx != nil {
-		b.tx.Rollback()
-		b.tx = nil
-	}
+	b.Rollback(context.Background())
+	b.forget()
 	b.conn.Close()
 	err := b.db.Close()
 	b.db, b.conn = nil, nil
@@ -177,34 +199,58 @@ func (b *backend) Check(ctx context.Context) error {
 	return nil
 }
 
-// Begin starts a transaction.
+// Begin starts a transaction: with autocommit off, the next statement
+// starts it on the server.
 func (b *backend) Begin(ctx context.Context) error {
-	tx, err := b.conn.BeginTx(ctx, nil)
-	if err != nil {
-		return b.fail(err)
+	if b.inTx {
+		return errors.New("begin within a transaction")
 	}
-	b.tx = tx
+	b.inTx = true
 	return nil
 }
 
 // Commit commits the transaction.
-func (b *backend) Commit(context.Context) error {
-	if b.tx == nil {
+func (b *backend) Commit(ctx context.Context) error {
+	if !b.inTx {
 		return errors.New("commit without a transaction")
 	}
-	err := b.tx.Commit()
-	b.tx = nil
+	b.inTx = false
+	_, err := b.conn.ExecContext(ctx, "COMMIT")
+	if err != nil {
+		// Whether it committed is unknown; the connection is not to be
+		// trusted with the next transaction either.
+		b.broken = true
+	}
 	return b.fail(err)
 }
 
-// Rollback abandons the transaction, if any.
-func (b *backend) Rollback(context.Context) {
-	if b.tx != nil {
-		if err := b.tx.Rollback(); err != nil {
-			b.broken = true
-		}
-		b.tx = nil
+// Rollback abandons the transaction, if any. It runs even when ctx is
+// done, so that the connection is left outside a transaction.
+func (b *backend) Rollback(ctx context.Context) {
+	if !b.inTx {
+		return
 	}
+	b.inTx = false
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.mc.Timeout)
+	defer cancel()
+	if _, err := b.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		b.broken = true
+	}
+}
+
+// settle commits the implicit transaction of a statement that ran outside
+// Begin and Commit, and returns err, the statement's.
+func (b *backend) settle(ctx context.Context, err error) error {
+	if b.inTx {
+		return err
+	}
+	if _, cerr := b.conn.ExecContext(ctx, "COMMIT"); cerr != nil {
+		b.broken = true
+		if err == nil {
+			err = b.fail(cerr)
+		}
+	}
+	return err
 }
 
 // Healthy reports whether no connection error happened.
@@ -219,25 +265,56 @@ func (b *backend) fail(err error) error {
 	return err
 }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
+// q is what statements run on: the connection (inside or outside the
+// transaction Begin started).
+func (b *backend) q() *sql.Conn { return b.conn }
 
-func (b *backend) q() execer {
-	if b.tx != nil {
-		return b.tx
-	}
-	return b.conn
-}
-
+// exec runs query with its parameters interpolated.
 func (b *backend) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := b.q().ExecContext(ctx, query, args...)
+	res, err := b.conn.ExecContext(ctx, query, args...)
 	if err != nil {
-		return 0, b.fail(err)
+		return 0, b.settle(ctx, b.fail(err))
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	return n, b.settle(ctx, err)
+}
+
+// run runs query: prepared on the server if the text was seen before, else
+// with its parameters interpolated.
+func (b *backend) run(ctx context.Context, query string, args ...any) (int64, error) {
+	st, ok := b.stmts[query]
+	if !ok {
+		if !b.seen[query] {
+			if len(b.seen) >= maxStmts {
+				clear(b.seen)
+			}
+			b.seen[query] = true
+			return b.exec(ctx, query, args...)
+		}
+		if len(b.stmts) >= maxStmts {
+			b.forget()
+		}
+		var err error
+		if st, err = b.conn.PrepareContext(ctx, query); err != nil {
+			return 0, b.settle(ctx, b.fail(err))
+		}
+		b.stmts[query] = st
+	}
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, b.settle(ctx, b.fail(err))
+	}
+	n, err := res.RowsAffected()
+	return n, b.settle(ctx, err)
+}
+
+// forget closes the prepared statements.
+func (b *backend) forget() {
+	for q, st := range b.stmts {
+		st.Close()
+		delete(b.stmts, q)
+	}
+	clear(b.seen)
 }
 
 // ReadOffset reads key's row, locking it with forUpdate.
@@ -253,10 +330,13 @@ func (b *backend) ReadOffset(ctx context.Context, key string, forUpdate bool) (*
 	)
 	err := b.q().QueryRowContext(ctx, q, key).Scan(&pos, &origins, &tables, &promoting)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+		return nil, b.settle(ctx, nil)
 	}
 	if err != nil {
-		return nil, b.fail(err)
+		return nil, b.settle(ctx, b.fail(err))
+	}
+	if err := b.settle(ctx, nil); err != nil {
+		return nil, err
 	}
 	return viewsql.ParseOffset(pos, origins, tables, promoting)
 }
@@ -275,6 +355,19 @@ ON DUPLICATE KEY UPDATE position = VALUES(position), origins = VALUES(origins), 
 	return err
 }
 
+// AdvanceOffset moves key's row from position from to o's position and
+// origins, in one UPDATE; it reports whether the row was at from (the
+// connection counts matched rows, so a row already so reports 1).
+func (b *backend) AdvanceOffset(ctx context.Context, key string, from []byte, o *viewsql.Offset) (bool, error) {
+	var pos any
+	if o.Position != nil {
+		pos = []byte(o.Position)
+	}
+	n, err := b.run(ctx, "UPDATE "+quote(viewsql.OffsetsTable)+` SET position = ?, origins = ?, updated_at = UTC_TIMESTAMP(6)
+WHERE pipeline = ? AND position = ?`, pos, o.OriginsJSON(), key, from)
+	return n == 1, err
+}
+
 // DeleteOffset deletes key's row.
 func (b *backend) DeleteOffset(ctx context.Context, key string) error {
 	_, err := b.exec(ctx, "DELETE FROM "+quote(viewsql.OffsetsTable)+" WHERE pipeline = ?", key)
@@ -284,6 +377,11 @@ func (b *backend) DeleteOffset(ctx context.Context, key string) error {
 // DescribeTable reads the table's columns and primary key from
 // information_schema.
 func (b *backend) DescribeTable(ctx context.Context, name string) (*viewsql.TableInfo, error) {
+	info, err := b.describe(ctx, name)
+	return info, b.settle(ctx, err)
+}
+
+func (b *backend) describe(ctx context.Context, name string) (*viewsql.TableInfo, error) {
 	rows, err := b.q().QueryContext(ctx, `SELECT c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE = 'YES', COALESCE(k.ORDINAL_POSITION, 0)
 FROM information_schema.COLUMNS c
 LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME
@@ -423,16 +521,18 @@ func size(v any) int {
 	return 24
 }
 
-// chunks cuts rows into runs that fit one statement: at most maxRows rows
-// and packet bytes (a single larger row goes alone, and the server judges).
+// chunks cuts rows into runs that fit one statement: at most maxRows rows,
+// maxPlaceholders parameters and packet bytes (a single larger row goes
+// alone, and the server judges).
 func (b *backend) chunks(rows []viewsql.Row, cols []int, fixed int, f func([]viewsql.Row) error) error {
+	most := min(maxRows, max(1, maxPlaceholders/len(cols)))
 	start, bytes := 0, fixed
 	for i := range rows {
 		n := 8
 		for _, ci := range cols {
 			n += size(rows[i].Vals[ci])
 		}
-		if i > start && (i-start >= maxRows || bytes+n > b.packet) {
+		if i > start && (i-start >= most || bytes+n > b.packet) {
 			if err := f(rows[start:i]); err != nil {
 				return err
 			}
@@ -492,7 +592,7 @@ func (b *backend) insert(ctx context.Context, tb *viewsql.TableBatch, g viewsql.
 			}
 		}
 		q.WriteString(tl)
-		_, err := b.exec(ctx, q.String(), args...)
+		_, err := b.run(ctx, q.String(), args...)
 		return err
 	})
 }
@@ -527,7 +627,7 @@ func (b *backend) deletes(ctx context.Context, tb *viewsql.TableBatch) error {
 			}
 		}
 		q.WriteString(")")
-		_, err := b.exec(ctx, q.String(), args...)
+		_, err := b.run(ctx, q.String(), args...)
 		return err
 	})
 }
@@ -569,7 +669,7 @@ func (b *backend) update(ctx context.Context, tb *viewsql.TableBatch, g viewsql.
 		for _, ci := range tb.Key {
 			args = append(args, r.Vals[ci])
 		}
-		n, err := b.exec(ctx, sql, args...)
+		n, err := b.run(ctx, sql, args...)
 		if err != nil {
 			return fmt.Errorf("update: %w", err)
 		}

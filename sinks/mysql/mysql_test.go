@@ -240,9 +240,17 @@ func TestTypes(t *testing.T) {
 		row = append(row, c.val)
 	}
 	sch := connectors.MustSchema(connectors.TableID{Name: "typed"}, 1, cols)
-	ev := connectors.Event{Op: connectors.OpCreate, Schema: sch, After: row, Position: connectors.TxPosition{Commit: 1, Ordinal: 1}.Encode()}
-	if err := s.WriteBatch(ctx, connectors.Batch{Events: []connectors.Event{ev}, Last: ev.Position}); err != nil {
-		t.Fatal(err)
+	// First a row of NULLs, then the values: the second statement has the
+	// same text, so it runs prepared (values sent in binary), while the
+	// first had its values interpolated.
+	nulls := make([]connectors.Value, len(row))
+	nulls[0] = row[0]
+	first := connectors.Event{Op: connectors.OpCreate, Schema: sch, After: nulls, Position: connectors.TxPosition{Commit: 1, Ordinal: 1}.Encode()}
+	ev := connectors.Event{Op: connectors.OpUpdate, Schema: sch, After: row, Position: connectors.TxPosition{Commit: 2, Ordinal: 1}.Encode()}
+	for _, e := range []connectors.Event{first, ev} {
+		if err := s.WriteBatch(ctx, connectors.Batch{Events: []connectors.Event{e}, Last: e.Position}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	db := openDB(t, dsn)
 	for i, c := range cases {

@@ -29,6 +29,9 @@ type backend struct {
 	conn  *sqlite3.SQLiteConn
 	tx    driver.Tx
 	stmts map[string]driver.Stmt // by SQL text
+	texts map[string]string      // multi-row INSERTs, by textKey
+	args  []driver.NamedValue    // reused for each statement's parameters
+	key   []byte                 // reused for textKey
 }
 
 // maxStmts bounds the statement cache; past it the cache starts over.
@@ -78,7 +81,7 @@ func (b *backend) Connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", b.cfg.Path, err)
 	}
-	b.conn, b.stmts = c, map[string]driver.Stmt{}
+	b.conn, b.stmts, b.texts = c, map[string]driver.Stmt{}, map[string]string{}
 	if err := b.checkPragmas(ctx); err != nil {
 		b.Close()
 		return fmt.Errorf("%s: %w", b.cfg.Path, err)
@@ -306,6 +309,18 @@ ON CONFLICT (pipeline) DO UPDATE SET position = excluded.position, origins = exc
 	return err
 }
 
+// AdvanceOffset moves key's row from position from to o's position and
+// origins, in one UPDATE; it reports whether the row was at from.
+func (b *backend) AdvanceOffset(ctx context.Context, key string, from []byte, o *viewsql.Offset) (bool, error) {
+	var pos any
+	if o.Position != nil {
+		pos = []byte(o.Position)
+	}
+	n, err := b.exec(ctx, `UPDATE `+quote(viewsql.OffsetsTable)+` SET position = ?, origins = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+WHERE pipeline = ? AND position = ?`, named(pos, o.OriginsJSON(), key, from))
+	return n == 1, err
+}
+
 // DeleteOffset deletes key's row.
 func (b *backend) DeleteOffset(ctx context.Context, key string) error {
 	_, err := b.exec(ctx, `DELETE FROM `+quote(viewsql.OffsetsTable)+` WHERE pipeline = ?`, named(key))
@@ -461,31 +476,68 @@ func keyArgs(tb *viewsql.TableBatch, r *viewsql.Row) []driver.NamedValue {
 func (b *backend) insert(ctx context.Context, tb *viewsql.TableBatch, g viewsql.Group, upsert bool) error {
 	big := max(1, min(bigChunk, maxVars/len(g.Cols)))
 	rows := g.Rows
-	args := make([]driver.NamedValue, 0, min(len(rows), big)*len(g.Cols))
-	var sqls [3]string // by chunk size: big, 16, 1
+	defer func() {
+		clear(b.args) // let the values go
+		b.args = b.args[:0]
+	}()
 	for len(rows) > 0 {
-		n, si := 1, 2
+		n := 1
 		switch {
 		case len(rows) >= big:
-			n, si = big, 0
+			n = big
 		case len(rows) >= 16 && big >= 16:
-			n, si = 16, 1
+			n = 16
 		}
-		if sqls[si] == "" {
-			sqls[si] = insertSQL(tb, g.Cols, n, upsert)
-		}
-		args = args[:0]
+		args := b.args[:0]
 		for _, r := range rows[:n] {
 			for _, ci := range g.Cols {
 				args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: r.Vals[ci]})
 			}
 		}
-		if _, err := b.exec(ctx, sqls[si], args); err != nil {
+		b.args = args
+		if _, err := b.exec(ctx, b.insertText(tb, g.Cols, n, upsert), args); err != nil {
 			return err
 		}
 		rows = rows[n:]
 	}
 	return nil
+}
+
+// insertText returns insertSQL's statement, built once per table,
+// columns, rows and kind.
+func (b *backend) insertText(tb *viewsql.TableBatch, cols []int, n int, upsert bool) string {
+	b.key = textKey(b.key[:0], tb, cols, n, upsert)
+	if q, ok := b.texts[string(b.key)]; ok {
+		return q
+	}
+	if len(b.texts) >= maxStmts {
+		clear(b.texts)
+	}
+	q := insertSQL(tb, cols, n, upsert)
+	b.texts[string(b.key)] = q
+	return q
+}
+
+// textKey appends to k what insertSQL's statement depends on.
+func textKey(k []byte, tb *viewsql.TableBatch, cols []int, n int, upsert bool) []byte {
+	k = append(k, tb.Table...)
+	for _, ci := range cols {
+		k = append(k, 0)
+		if tb.Columns[ci].Key {
+			k = append(k, 1)
+		}
+		k = append(k, tb.Columns[ci].Name...)
+	}
+	k = append(k, 0, 2)
+	for _, ci := range tb.Key {
+		k = append(k, 0)
+		k = append(k, tb.Columns[ci].Name...)
+	}
+	k = append(k, 0, 3)
+	if upsert {
+		k = append(k, 1)
+	}
+	return strconv.AppendInt(k, int64(n), 10)
 }
 
 func insertSQL(tb *viewsql.TableBatch, cols []int, n int, upsert bool) string {

@@ -25,6 +25,22 @@ func BenchRows(b *testing.B) int {
 	return 1_000_000
 }
 
+// benchAlternate reports whether Bench alternates which writer goes
+// first: TAPLINE_BENCH_ORDER=alternate (the default), or sink-first, the
+// order of the harness before 2026-11-23 session 3, to compare with its
+// figures.
+func benchAlternate(b *testing.B) bool {
+	switch s := os.Getenv("TAPLINE_BENCH_ORDER"); s {
+	case "", "alternate":
+		return true
+	case "sink-first":
+		return false
+	default:
+		b.Fatalf("TAPLINE_BENCH_ORDER=%q is not alternate or sink-first", s)
+		return false
+	}
+}
+
 // BenchBatch is the batch size of the benchmark: the engine's default
 // max_events.
 const BenchBatch = 1000
@@ -47,9 +63,17 @@ type BaselineWriter interface {
 // Baseline into another table, alternating batch by batch so that both see
 // the same conditions on a shared machine, and reports both rates and
 // their ratio (sink time / plain time; 1 means as fast as plain INSERTs).
+//
+// Which of the two writes a batch first alternates too (see
+// benchAlternate): with a fixed order, whatever the position costs or
+// saves (the first follows the making of the batch, the second follows
+// the first's commit at once) goes to the same side every time. On the
+// shared 2-core machine the two orders gave ratios up to 0.1 apart, in
+// either direction depending on the store and the run.
 func Bench(b *testing.B, h Harness) {
 	st := h.Setup(b)
 	n := BenchRows(b)
+	alternate := benchAlternate(b)
 	ctx := context.Background()
 	var sinkTotal, plainTotal time.Duration
 	iter := 0
@@ -65,6 +89,7 @@ func Bench(b *testing.B, h Harness) {
 		plainTable := fmt.Sprintf("bench_plain_%d", iter)
 		w := h.Baseline(b, st, plainTable, Items.Columns)
 		var q seq
+		nb := 0
 		evs := make([]connectors.Event, 0, BenchBatch)
 		rows := make([][]connectors.Value, 0, BenchBatch)
 		for i := 1; i <= n; {
@@ -74,16 +99,27 @@ func Bench(b *testing.B, h Harness) {
 				evs = append(evs, q.c(Items, r...))
 				rows = append(rows, r)
 			}
-			start := time.Now()
-			if err := s.WriteBatch(ctx, batch(evs...)); err != nil {
-				b.Fatal(err)
+			sink := func() {
+				start := time.Now()
+				if err := s.WriteBatch(ctx, batch(evs...)); err != nil {
+					b.Fatal(err)
+				}
+				sinkTotal += time.Since(start)
 			}
-			mid := time.Now()
-			if err := w.Write(rows); err != nil {
-				b.Fatal(err)
+			plain := func() {
+				start := time.Now()
+				if err := w.Write(rows); err != nil {
+					b.Fatal(err)
+				}
+				plainTotal += time.Since(start)
 			}
-			sinkTotal += mid.Sub(start)
-			plainTotal += time.Since(mid)
+			if nb++; alternate && nb%2 == 0 {
+				plain()
+				sink()
+			} else {
+				sink()
+				plain()
+			}
 		}
 		if err := s.Close(ctx); err != nil {
 			b.Fatal(err)

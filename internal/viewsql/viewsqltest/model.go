@@ -22,6 +22,9 @@ func NewModel() *Model { return &Model{Tables: map[string]map[string]map[string]
 
 // Apply folds one event.
 func (m *Model) Apply(ev *connectors.Event) {
+	if ev.Op == connectors.OpHeartbeat {
+		return // no change
+	}
 	t := ev.Table().Name
 	rows := m.Tables[t]
 	if rows == nil {

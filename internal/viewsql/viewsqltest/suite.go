@@ -95,10 +95,13 @@ func Run(t *testing.T, h Harness) {
 	t.Run("RejectWritesNothing", func(t *testing.T) { testReject(t, h) })
 	t.Run("ReplayIsSkipped", func(t *testing.T) { testReplay(t, h) })
 	t.Run("Origins", func(t *testing.T) { testOrigins(t, h) })
+	t.Run("HeartbeatsMoveOrigins", func(t *testing.T) { testHeartbeats(t, h) })
 	t.Run("Projection", func(t *testing.T) { testProjection(t, h) })
 	t.Run("CrashInjection", func(t *testing.T) { testCrash(t, h, 100_000) })
 	t.Run("ShadowPromote", func(t *testing.T) { testShadow(t, h) })
 	t.Run("ShadowLeftoversDropped", func(t *testing.T) { testShadowLeftovers(t, h) })
+	t.Run("ColumnOrderAcrossBatches", func(t *testing.T) { testColumnOrder(t, h) })
+	t.Run("StaleWriterFenced", func(t *testing.T) { testStaleWriter(t, h) })
 }
 
 // Items is the main table of the suite, version 1.
@@ -775,6 +778,40 @@ func testOrigins(t *testing.T, h Harness) {
 	check(s)
 }
 
+// hb is a heartbeat event: no table or rows, the next position.
+func (s *seq) hb() connectors.Event {
+	s.n++
+	return connectors.Event{Op: connectors.OpHeartbeat,
+		Position: connectors.TxPosition{Commit: s.n}.Encode(), TsMs: 1_763_800_000_000 + int64(s.n),
+		Source: connectors.SourceInfo{Connector: originConnector, Name: "suite", Position: strconv.FormatUint(s.n, 10)}}
+}
+
+// Heartbeat events (op h) apply nothing but move the origin position, in a
+// batch with changes or alone, so a read-your-writes wait ends on an idle
+// origin.
+func testHeartbeats(t *testing.T, h Harness) {
+	st := h.Setup(t)
+	s := st.New(t, "heartbeats", viewsql.DefaultConfig())
+	open(t, s)
+	ctx := context.Background()
+	var q seq
+	m := NewModel()
+	write(t, s, m, batch(q.c(Items, item(1, "one", 1, "1.00", "n")...), q.hb()))
+	b := batch(q.hb())
+	write(t, s, m, b)
+	got, err := s.AppliedOrigins(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{originConnector + "/suite": "3"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("AppliedOrigins = %v, want %v (the last heartbeat's)", got, want)
+	}
+	if p := committed(t, s); p.Compare(b.Last) != 0 {
+		t.Fatalf("position %s after a heartbeat-only batch, want %s", p, b.Last)
+	}
+	check(t, st, m, "items", itemCols, 1)
+}
+
 func testProjection(t *testing.T, h Harness) {
 	st := h.Setup(t)
 	cfg := viewsql.DefaultConfig()
@@ -793,4 +830,91 @@ func testProjection(t *testing.T, h Harness) {
 		t.Fatalf("products has columns %v, want id, name, cost", cols)
 	}
 	checkAs(t, st, m, "shop_pairs", "pairs", pairCols, 2)
+}
+
+// The columns of a batch are numbered in order of first use, so the same
+// column can have another number in the next batch: a statement a store
+// keeps from batch to batch must still name the right columns. Each
+// pattern comes twice, so that statements kept (or prepared on the
+// second use) run too.
+func testColumnOrder(t *testing.T, h Harness) {
+	st := h.Setup(t)
+	s := st.New(t, "order", viewsql.DefaultConfig())
+	open(t, s)
+	m := NewModel()
+	var q seq
+	tid := connectors.TableID{Schema: "shop", Name: "ord"}
+	v1 := connectors.MustSchema(tid, 1, []connectors.Column{
+		{Name: "id", Type: connectors.TypeInt64, Native: "bigint", Key: 1},
+		{Name: "a", Type: connectors.TypeString, Native: "text", Nullable: true},
+		{Name: "b", Type: connectors.TypeInt64, Native: "bigint", Nullable: true},
+	})
+	v2 := connectors.MustSchema(tid, 2, []connectors.Column{
+		{Name: "id", Type: connectors.TypeInt64, Native: "bigint", Key: 1},
+		{Name: "b", Type: connectors.TypeInt64, Native: "bigint", Nullable: true},
+		{Name: "a", Type: connectors.TypeString, Native: "text", Nullable: true},
+		{Name: "c", Type: connectors.TypeString, Native: "text", Nullable: true},
+	})
+	id := int64(0)
+	next := func(v *connectors.Schema) connectors.Event {
+		id++
+		if v == v1 {
+			return q.c(v1, id, fmt.Sprint("a", id), id*10)
+		}
+		return q.c(v2, id, id*10, fmt.Sprint("a", id), fmt.Sprint("c", id))
+	}
+	for range 2 {
+		write(t, s, m, batch(next(v1), next(v1), next(v2), next(v2)))
+		write(t, s, m, batch(next(v2), next(v1), next(v1), next(v2)))
+		// Updates of rows written by the other version.
+		write(t, s, m, batch(q.u(v1, int64(3), "a3 v1", int64(31)), q.u(v2, int64(1), int64(11), "a1 v2", "c1")))
+	}
+	check(t, st, m, "ord", []string{"id", "a", "b", "c"}, 1)
+}
+
+// A second sink writing the view under the same pipeline name moves the
+// stored position under the first: the first's next batch fails, writing
+// nothing; a batch the other already stored is skipped as a replay, after
+// which the first writes on from there.
+func testStaleWriter(t *testing.T, h Harness) {
+	st := h.Setup(t)
+	ctx := context.Background()
+	a := st.New(t, "fence", viewsql.DefaultConfig())
+	open(t, a)
+	m := NewModel()
+	var q seq
+	write(t, a, m, batch(q.c(Items, item(1, "one", 1, "1.00", "n")...)))
+	write(t, a, m, batch(q.c(Items, item(2, "two", 2, "2.00", "n")...)))
+	other := st.New(t, "fence", viewsql.DefaultConfig())
+	open(t, other)
+	b3 := batch(q.c(Items, item(3, "three", 3, "3.00", "n")...))
+	write(t, other, m, b3)
+
+	stale := batch(q.c(Items, item(4, "four", 4, "4.00", "n")...))
+	err := a.WriteBatch(ctx, stale)
+	if err == nil || !strings.Contains(err.Error(), "moved") {
+		t.Fatalf("WriteBatch of a sink whose position another sink moved: %v; want an error saying the position moved", err)
+	}
+	check(t, st, m, "items", itemCols, 1)
+	if p := committed(t, other); p.Compare(b3.Last) != 0 {
+		t.Fatalf("the stored position is %s after the refused batch, want %s", p, b3.Last)
+	}
+
+	// The other sink's batch, replayed to the first: skipped.
+	if err := a.WriteBatch(ctx, b3); err != nil {
+		t.Fatalf("a replay of a stored batch: %v", err)
+	}
+	got, err := a.AppliedOrigins(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{originConnector + "/suite": "3"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("AppliedOrigins after the skipped replay = %v, want %v (the stored ones)", got, want)
+	}
+	write(t, a, m, stale)
+	write(t, a, m, batch(q.u(Items, item(3, "three v2", 3, "3.00", "n")...)))
+	check(t, st, m, "items", itemCols, 1)
+	if p := committed(t, a); p.Compare(connectors.TxPosition{Commit: q.n, Ordinal: 1}.Encode()) != 0 {
+		t.Fatalf("the stored position is %s, want the last batch's", p)
+	}
 }
