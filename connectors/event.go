@@ -15,19 +15,26 @@ const (
 	OpDelete   Op = 'd' // a row was deleted
 	OpRead     Op = 'r' // a row was read by a snapshot
 	OpTruncate Op = 't' // a table was emptied
+	// OpHeartbeat is no change: the source has emitted everything its
+	// origin committed before the event's position. It has no table, no
+	// rows and no schema, only Source and Position. Log sinks carry it
+	// (to a heartbeat subject or topic), view sinks record its origin
+	// position (read-your-writes) and apply nothing, other sinks skip it.
+	OpHeartbeat Op = 'h'
 )
 
-// String returns the one-letter form ("c", "u", "d", "r", "t").
+// String returns the one-letter form ("c", "u", "d", "r", "t", "h").
 func (o Op) String() string {
 	switch o {
-	case OpCreate, OpUpdate, OpDelete, OpRead, OpTruncate:
+	case OpCreate, OpUpdate, OpDelete, OpRead, OpTruncate, OpHeartbeat:
 		return string(rune(o))
 	}
 	return fmt.Sprintf("Op(%d)", byte(o))
 }
 
 // ParseOp parses the one-letter form of an operation. It also accepts the
-// words insert, create, update, delete, read, snapshot and truncate.
+// words insert, create, update, delete, read, snapshot, truncate and
+// heartbeat.
 func ParseOp(s string) (Op, error) {
 	switch strings.ToLower(s) {
 	case "c", "create", "insert":
@@ -40,8 +47,10 @@ func ParseOp(s string) (Op, error) {
 		return OpRead, nil
 	case "t", "truncate":
 		return OpTruncate, nil
+	case "h", "heartbeat":
+		return OpHeartbeat, nil
 	}
-	return 0, fmt.Errorf("unknown op %q (want one of c, u, d, r, t)", s)
+	return 0, fmt.Errorf("unknown op %q (want one of c, u, d, r, t, h)", s)
 }
 
 // Value is one column value. Its dynamic type is one of:

@@ -28,7 +28,7 @@ var lines = connectors.MustSchema(connectors.TableID{Schema: "public", Name: "or
 func TestOp(t *testing.T) {
 	for op, s := range map[connectors.Op]string{
 		connectors.OpCreate: "c", connectors.OpUpdate: "u", connectors.OpDelete: "d",
-		connectors.OpRead: "r", connectors.OpTruncate: "t", 'x': "Op(120)", 0: "Op(0)",
+		connectors.OpRead: "r", connectors.OpTruncate: "t", connectors.OpHeartbeat: "h", 'x': "Op(120)", 0: "Op(0)",
 	} {
 		if op.String() != s {
 			t.Errorf("%d.String() = %q, want %q", byte(op), op.String(), s)
@@ -39,12 +39,13 @@ func TestOp(t *testing.T) {
 		"u": connectors.OpUpdate, "update": connectors.OpUpdate, "d": connectors.OpDelete, "Delete": connectors.OpDelete,
 		"r": connectors.OpRead, "read": connectors.OpRead, "snapshot": connectors.OpRead,
 		"t": connectors.OpTruncate, "truncate": connectors.OpTruncate,
+		"h": connectors.OpHeartbeat, "heartbeat": connectors.OpHeartbeat,
 	} {
 		if got, err := connectors.ParseOp(in); err != nil || got != want {
 			t.Errorf("ParseOp(%q) = %v, %v", in, got, err)
 		}
 	}
-	if _, err := connectors.ParseOp("upsert"); err == nil || err.Error() != `unknown op "upsert" (want one of c, u, d, r, t)` {
+	if _, err := connectors.ParseOp("upsert"); err == nil || err.Error() != `unknown op "upsert" (want one of c, u, d, r, t, h)` {
 		t.Errorf("ParseOp(upsert): %v", err)
 	}
 }

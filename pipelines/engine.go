@@ -255,7 +255,8 @@ func (j *Job) read(ctx context.Context, queue chan<- connectors.Batch, writerDon
 }
 
 // transform applies the transforms in order, dropping filtered events in
-// place. b.Last is kept: filtered events are done with.
+// place. b.Last is kept: filtered events are done with. Heartbeat events
+// pass untouched.
 func (j *Job) transform(b *connectors.Batch) error {
 	if len(j.Transforms) == 0 {
 		return nil
@@ -264,6 +265,11 @@ func (j *Job) transform(b *connectors.Batch) error {
 events:
 	for i := range b.Events {
 		ev := b.Events[i]
+		if ev.Op == connectors.OpHeartbeat {
+			// No table or row to filter, mask, rename or route.
+			kept = append(kept, ev)
+			continue
+		}
 		for _, t := range j.Transforms {
 			keep, err := t.Apply(&ev)
 			if err != nil {

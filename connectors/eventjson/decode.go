@@ -200,6 +200,13 @@ func (d *Decoder) decodeEnvelope(data []byte, env *envelope) (ev connectors.Even
 			return ev, setField(err, "source")
 		}
 	}
+	if ev.Op == connectors.OpHeartbeat {
+		// No table, no rows: only the source block and the times.
+		if isObject(data, env.before) || isObject(data, env.after) {
+			return ev, fieldErr("op", env.op.start, "a heartbeat (op h) has no before or after image")
+		}
+		return ev, d.trailer(data, env, &ev)
+	}
 	if err := d.unchangedNames(data, env.unchanged); err != nil {
 		return ev, setField(err, "unchanged")
 	}
@@ -246,29 +253,34 @@ func (d *Decoder) decodeEnvelope(data []byte, env *envelope) (ev connectors.Even
 		return ev, err
 	}
 
+	return ev, d.trailer(data, env, &ev)
+}
+
+// trailer decodes the envelope's transaction, ts_ms and destination.
+func (d *Decoder) trailer(data []byte, env *envelope, ev *connectors.Event) (err error) {
 	if env.transaction.set {
 		if err := d.transaction(data, env.transaction.start, &ev.Tx); err != nil {
-			return ev, setField(err, "transaction")
+			return setField(err, "transaction")
 		}
 	}
 	if env.tsMs.set {
 		s := scanner{data: data, i: env.tsMs.start}
 		if ev.TsMs, err = d.intField(&s); err != nil {
-			return ev, setField(err, "ts_ms")
+			return setField(err, "ts_ms")
 		}
 	}
 	if env.destination.set {
 		s := scanner{data: data, i: env.destination.start}
 		if ev.Destination, err = d.stringField(&s); err != nil {
-			return ev, setField(err, "destination")
+			return setField(err, "destination")
 		}
 	}
-	return ev, nil
+	return nil
 }
 
 func isOpLetter(c byte) bool {
 	switch connectors.Op(c) {
-	case connectors.OpCreate, connectors.OpUpdate, connectors.OpDelete, connectors.OpRead, connectors.OpTruncate:
+	case connectors.OpCreate, connectors.OpUpdate, connectors.OpDelete, connectors.OpRead, connectors.OpTruncate, connectors.OpHeartbeat:
 		return true
 	}
 	return false

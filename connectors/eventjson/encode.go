@@ -109,7 +109,7 @@ func appendEvent(dst []byte, ev *connectors.Event, se *schemaEnc, opt Options) (
 		return dst, fmt.Errorf("eventjson: %s event of %s has rows but no schema", ev.Op, ev.Table())
 	}
 	switch ev.Op {
-	case connectors.OpCreate, connectors.OpUpdate, connectors.OpDelete, connectors.OpRead, connectors.OpTruncate:
+	case connectors.OpCreate, connectors.OpUpdate, connectors.OpDelete, connectors.OpRead, connectors.OpTruncate, connectors.OpHeartbeat:
 	default:
 		return dst, fmt.Errorf("eventjson: event of %s has an invalid op %v", ev.Table(), ev.Op)
 	}

@@ -749,3 +749,29 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// A heartbeat has no table, rows or schema; it round-trips with its source
+// block and position.
+func TestHeartbeatRoundTrip(t *testing.T) {
+	ev := connectors.Event{
+		Op:       connectors.OpHeartbeat,
+		Source:   connectors.SourceInfo{Connector: "postgres", Name: "shop", DB: "shop", TsMs: 1763800000000},
+		Position: connectors.TxPosition{Commit: 0x3A1C2F8}.Encode(),
+		TsMs:     1763800000123,
+	}
+	b, err := eventjson.Marshal(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := eventjson.NewDecoder().Decode(b)
+	if err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	if got.Op != connectors.OpHeartbeat || got.Schema != nil || got.Before != nil || got.After != nil ||
+		got.Source.Connector != "postgres" || got.Source.DB != "shop" || got.Source.Name != "shop" || got.TsMs != ev.TsMs {
+		t.Fatalf("decoded %+v from %s", got, b)
+	}
+	if !bytes.Contains(b, []byte(`"op":"h"`)) {
+		t.Errorf("encoded %s; want op h", b)
+	}
+}
