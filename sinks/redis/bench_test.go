@@ -2,19 +2,40 @@ package redis
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tapline/tapline/connectors"
 )
 
+// bareHSET is the second baseline of BenchmarkUpsert: a script that only
+// runs HSET key field value ... for each row (ARGV: per row the key and
+// its five field-value pairs), with no position, no checks, no DEL and no
+// key list: what any one-script-per-batch writer costs at least.
+var bareHSET = redis.NewScript(`
+for i = 1, #ARGV, 11 do redis.call('HSET', unpack(ARGV, i, i + 10)) end
+return 'ok'
+`)
+
 // BenchmarkUpsert writes TAPLINE_BENCH_ROWS (default 1,000,000) upserts of
-// a 5-column row through the sink, in batches of 1,000, and the same rows
-// with a plain go-redis pipelined HSET loop (1,000 per pipeline), in the
-// same run; it reports both rates and their ratio, and how long the
-// truncate of all the rows takes. Run it once:
+// a 5-column row, in batches of 1,000, four ways, with the sink's own
+// go-redis client, interleaved batch by batch (batch i of each way, in
+// turns, the order rotating) so that the load of a shared machine falls
+// on all four alike:
+//
+//   - pipe: plain HSET per key, 1,000 per pipeline;
+//   - multi: the same HSETs in one MULTI/EXEC per batch;
+//   - lua: the same HSETs in one bare script per batch (bareHSET);
+//   - sink: WriteBatch of the same rows as create events.
+//
+// Each way turns the same row values into strings and keys inside its
+// timing; the events themselves are built outside the sink's. It reports
+// each rate, the sink's rate over the faster of pipe and multi (the goal
+// is 0.8) and over lua, and how long the truncate of all the rows takes.
+// Run it once:
 //
 //	go test -run '^$' -bench Upsert -benchtime 1x ./sinks/redis/
 func BenchmarkUpsert(b *testing.B) {
@@ -24,52 +45,81 @@ func BenchmarkUpsert(b *testing.B) {
 	ctx := context.Background()
 	s := e.open(b, nil)
 
-	// The same rows for both: id, customer_id, status, note, amount.
-	row := func(i int) []connectors.Value {
-		return []connectors.Value{int64(i), int64(i % 1000), "paid", "a note of some length", strconv.Itoa(i%10000) + ".50"}
+	// The same rows for all: id, customer_id, status, note, amount.
+	vals := make([][]connectors.Value, rows)
+	for i := range vals {
+		vals[i] = []connectors.Value{int64(i), int64(i % 1000), "paid", "a note of some length", strconv.Itoa(i%10000) + ".50"}
+	}
+	fields := func(r []connectors.Value) []any {
+		return []any{"id", strconv.FormatInt(r[0].(int64), 10), "customer_id", strconv.FormatInt(r[1].(int64), 10),
+			"status", r[2], "note", r[3], "amount", r[4]}
+	}
+	ways := []struct {
+		name  string
+		write func(from, to int) error
+	}{
+		{"pipe", func(from, to int) error {
+			pipe := s.rdb.Pipeline()
+			for i := from; i < to; i++ {
+				pipe.HSet(ctx, e.prefix+"orders_p:"+strconv.Itoa(i), fields(vals[i])...)
+			}
+			_, err := pipe.Exec(ctx)
+			return err
+		}},
+		{"multi", func(from, to int) error {
+			pipe := s.rdb.TxPipeline()
+			for i := from; i < to; i++ {
+				pipe.HSet(ctx, e.prefix+"orders_m:"+strconv.Itoa(i), fields(vals[i])...)
+			}
+			_, err := pipe.Exec(ctx)
+			return err
+		}},
+		{"lua", func(from, to int) error {
+			args := make([]any, 0, 11*(to-from))
+			for i := from; i < to; i++ {
+				args = append(args, e.prefix+"orders_l:"+strconv.Itoa(i))
+				args = append(args, fields(vals[i])...)
+			}
+			return bareHSET.Run(ctx, s.rdb, nil, args...).Err()
+		}},
+		{"sink", nil}, // below: it needs its events built first
 	}
 	evs := make([]connectors.Event, batchSize)
-	var sinkTime, hsetTime, truncTime time.Duration
+	var took [4]time.Duration
+	var truncTime time.Duration
 	b.ReportAllocs()
 	for b.Loop() {
-		// Baseline: HSET key field value ..., pipelined.
-		start := time.Now()
-		for from := 0; from < rows; from += batchSize {
-			pipe := e.rc.Pipeline()
-			for i := from; i < min(from+batchSize, rows); i++ {
-				r := row(i)
-				pipe.HSet(ctx, fmt.Sprintf("%sbase:%d", e.prefix, i),
-					"id", strconv.FormatInt(r[0].(int64), 10), "customer_id", strconv.FormatInt(r[1].(int64), 10),
-					"status", r[2], "note", r[3], "amount", r[4])
+		for n, from := 0, 0; from < rows; n, from = n+1, from+batchSize {
+			to := min(from+batchSize, rows)
+			b.StopTimer()
+			for j := from; j < to; j++ {
+				evs[j-from] = change(connectors.OpCreate, ordersSchema, uint64(j+1), nil, vals[j])
 			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-		hsetTime += time.Since(start)
-		b.StopTimer()
-		e.deleteAll(ctx)
-		b.StartTimer()
-
-		// The sink: the same rows as create events.
-		start = time.Now()
-		for from := 0; from < rows; from += batchSize {
-			n := min(batchSize, rows-from)
-			for j := 0; j < n; j++ {
-				i := from + j
-				evs[j] = change(connectors.OpCreate, ordersSchema, uint64(i+1), nil, row(i))
-			}
-			if err := s.WriteBatch(ctx, connectors.Batch{Events: evs[:n], Last: evs[n-1].Position}); err != nil {
-				b.Fatal(err)
+			bt := connectors.Batch{Events: evs[:to-from], Last: evs[to-from-1].Position}
+			b.StartTimer()
+			for k := range ways {
+				w := (k + n) % len(ways)
+				start := time.Now()
+				var err error
+				if ways[w].name == "sink" {
+					err = s.WriteBatch(ctx, bt)
+				} else {
+					err = ways[w].write(from, to)
+				}
+				took[w] += time.Since(start)
+				if err != nil {
+					b.Fatalf("%s: %v", ways[w].name, err)
+				}
 			}
 		}
-		sinkTime += time.Since(start)
 		b.StopTimer()
-		if got, _ := e.rc.HGet(ctx, fmt.Sprintf("%sorders:%d", e.prefix, rows-1), "amount").Result(); got != row(rows - 1)[4] {
-			b.Fatalf("the last row reads %q", got)
+		for _, k := range []string{"orders:", "orders_p:", "orders_m:", "orders_l:"} {
+			if got, _ := s.rdb.HGet(ctx, e.prefix+k+strconv.Itoa(rows-1), "amount").Result(); got != vals[rows-1][4] {
+				b.Fatalf("the last row of %s reads %q", k, got)
+			}
 		}
 		// How long a truncate of all those rows holds Redis.
-		start = time.Now()
+		start := time.Now()
 		if err := s.WriteBatch(ctx, batch(truncate(ordersSchema, uint64(rows+1)))); err != nil {
 			b.Fatal(err)
 		}
@@ -82,9 +132,12 @@ func BenchmarkUpsert(b *testing.B) {
 		s = e.open(b, nil)
 		b.StartTimer()
 	}
-	n := float64(b.N * rows)
-	b.ReportMetric(n/sinkTime.Seconds(), "sink-rows/s")
-	b.ReportMetric(n/hsetTime.Seconds(), "hset-rows/s")
-	b.ReportMetric(sinkTime.Seconds()/hsetTime.Seconds(), "sink/hset")
+	rate := func(d time.Duration) float64 { return float64(b.N*rows) / d.Seconds() }
+	for w := range ways {
+		b.ReportMetric(rate(took[w]), ways[w].name+"-rows/s")
+	}
+	plain := max(rate(took[0]), rate(took[1]))
+	b.ReportMetric(rate(took[3])/plain, "sink/plain")
+	b.ReportMetric(rate(took[3])/rate(took[2]), "sink/lua")
 	b.ReportMetric(truncTime.Seconds()/float64(b.N), "truncate-s")
 }

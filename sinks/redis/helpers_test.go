@@ -124,6 +124,32 @@ func (e *testEnv) members(t testing.TB, key string) []string {
 	return m
 }
 
+// keyList returns the sorted members of a key list, a set or a zset
+// (full key name, not prefixed), and its type.
+func (e *testEnv) keyList(t testing.TB, key string) ([]string, string) {
+	t.Helper()
+	ctx := context.Background()
+	typ, err := e.rc.Type(ctx, key).Result()
+	if err != nil {
+		t.Fatalf("TYPE %s: %v", key, err)
+	}
+	var m []string
+	switch typ {
+	case "set":
+		m, err = e.rc.SMembers(ctx, key).Result()
+	case "zset":
+		m, err = e.rc.ZRange(ctx, key, 0, -1).Result()
+	case "none":
+	default:
+		t.Fatalf("key list %s is a %s", key, typ)
+	}
+	if err != nil {
+		t.Fatalf("members of %s: %v", key, err)
+	}
+	sort.Strings(m)
+	return m, typ
+}
+
 // Test tables.
 var (
 	ordersSchema = connectors.MustSchema(connectors.TableID{Schema: "shop", Name: "orders"}, 1, []connectors.Column{
@@ -170,3 +196,5 @@ func mustWrite(t testing.TB, s *Sink, b connectors.Batch) {
 		t.Fatalf("WriteBatch: %v", err)
 	}
 }
+
+func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score, Member: member} }

@@ -187,8 +187,8 @@ func New(cfg Config, rt connectors.Runtime) (*Sink, error) {
 type metaKeys struct {
 	pos         string // the position: <offsets_prefix><pipeline>
 	origins     string // hash of origin key → position
-	tables      string // set of the tracking zsets
-	trackPrefix string // tracking zset of a table: trackPrefix + table tag
+	tables      string // set of the key lists
+	trackPrefix string // key list of a table: trackPrefix + its key pattern
 }
 
 func newMetaKeys(offsetsPrefix, pipeline string) metaKeys {

@@ -325,9 +325,9 @@ func TestTruncate(t *testing.T) {
 		t.Fatalf("after truncating orders, %d lines are left, want 50", n)
 	}
 	// The truncated table's key list holds just what is left.
-	track, _ := e.rc.ZRange(ctx, e.cfg.OffsetsPrefix+"p:keys:"+e.prefix+"orders:{pk}", 0, -1).Result()
-	if !reflect.DeepEqual(track, []string{e.prefix + "orders:60", e.prefix + "orders:by:customer_id:4"}) {
-		t.Errorf("key list of orders = %v", track)
+	track, typ := e.keyList(t, e.cfg.OffsetsPrefix+"p:keys:"+e.prefix+"orders:{pk}")
+	if !reflect.DeepEqual(track, []string{e.prefix + "orders:60", e.prefix + "orders:by:customer_id:4"}) || typ != "set" {
+		t.Errorf("key list of orders = %v (a %s), want a set of orders:60 and its index set", track, typ)
 	}
 }
 
@@ -518,5 +518,40 @@ func TestRegistered(t *testing.T) {
 	}
 	if got := fmt.Sprint(keys); got != "[addr username password db tls timeout key_template key_prefix format ttl indexes offsets_prefix shadow_prefix]" {
 		t.Errorf("config keys %s", got)
+	}
+}
+
+// Heartbeat events (op h) write no key but move the origin positions, in a
+// batch with changes or alone.
+func TestHeartbeatsMoveOrigins(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := e.open(t, nil)
+	hb := func(commit uint64) connectors.Event {
+		return connectors.Event{Op: connectors.OpHeartbeat,
+			Source:   connectors.SourceInfo{Connector: "test", DB: "shopdb", Position: fmt.Sprintf("%020d", commit)},
+			Position: connectors.TxPosition{Commit: commit}.Encode()}
+	}
+	a := change(connectors.OpCreate, ordersSchema, 1, nil, vals(int64(1), nil, "a", nil, nil))
+	mustWrite(t, s, batch(a, hb(3)))
+	mustWrite(t, s, batch(hb(4)))
+	want := map[string]string{"test/shopdb": fmt.Sprintf("%020d", 4)}
+	if got, _ := s.AppliedOrigins(ctx); !reflect.DeepEqual(got, want) {
+		t.Errorf("AppliedOrigins = %v, want %v (the last heartbeat's)", got, want)
+	}
+	if p, _ := s.CommittedPosition(ctx); p.Compare(connectors.TxPosition{Commit: 4}.Encode()) != 0 {
+		t.Errorf("position %s after a heartbeat-only batch, want the heartbeat's", p)
+	}
+	if h := e.hash(t, "orders:1"); h["status"] != "a" {
+		t.Errorf("orders:1 = %v; want the row written beside the heartbeat", h)
+	}
+	keys, err := e.rc.Keys(ctx, e.cfg.KeyPrefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if rest := strings.TrimPrefix(k, e.cfg.KeyPrefix); !strings.HasPrefix(rest, "orders:") && !strings.HasPrefix(rest, "offsets:") {
+			t.Errorf("key %q is neither the row nor the sink's bookkeeping", k)
+		}
 	}
 }

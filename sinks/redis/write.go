@@ -27,7 +27,9 @@ import (
 //  3. read: those rows are read (HGETALL or GET), in one pipeline.
 //  4. plan: the batch becomes one list of Redis commands, simulating the
 //     batch's effect on the rows read (the overlay), with checks that the
-//     rows read are still as read.
+//     rows read are still as read. Whole-row writes and deletes of
+//     distinct keys go in groups (rowGroup): one DEL and one SADD (or
+//     ZADD) for a whole group instead of one per row.
 //  5. batchScript runs the checks and the commands, and stores the
 //     position, atomically. If a row changed since it was read (a TTL
 //     expiry, another writer), the script writes nothing and the sink goes
@@ -61,7 +63,7 @@ func (id tableIdent) String() string {
 type tableInfo struct {
 	ident      tableIdent
 	head, tail string   // a row's key is head + pk + tail
-	track      string   // the zset listing the table's keys
+	track      string   // the key list: the set (zset with a TTL) of the table's keys
 	indexes    []string // the indexed columns
 }
 
@@ -190,18 +192,27 @@ func (p *prepared) rawValues() []string {
 // missing indexed column, two tables sharing keys) is a plain error.
 func (s *Sink) prepare(evs []connectors.Event) ([]prepared, error) {
 	out := make([]prepared, 0, len(evs))
+	// One array holds the hash fields of all the rows.
+	n := 0
+	for i := range evs {
+		n += 2 * len(evs[i].After)
+	}
+	fields := make([]string, 0, n)
 	var rejected []connectors.EventError
 	for i := range evs {
-		p, err := s.prepareOne(&evs[i], i)
-		var rerr *rejectErr
-		switch {
-		case errors.As(err, &rerr):
-			rejected = append(rejected, connectors.EventError{Index: i, Err: rerr.err})
-		case err != nil:
-			return nil, err
-		default:
-			out = append(out, p)
+		if evs[i].Op == connectors.OpHeartbeat {
+			continue // nothing to write; its origin is observed (heartbeats)
 		}
+		p, err := s.prepareOne(&evs[i], i, &fields)
+		if err != nil {
+			var rerr *rejectErr
+			if !errors.As(err, &rerr) {
+				return nil, err
+			}
+			rejected = append(rejected, connectors.EventError{Index: i, Err: rerr.err})
+			continue
+		}
+		out = append(out, p)
 	}
 	if rejected != nil {
 		return nil, &connectors.RejectError{Events: rejected}
@@ -218,7 +229,9 @@ func reject(format string, args ...any) error {
 	return &rejectErr{fmt.Errorf("redis: "+format, args...)}
 }
 
-func (s *Sink) prepareOne(ev *connectors.Event, i int) (prepared, error) {
+// prepareOne prepares one event; a hash row's fields are appended to
+// fields (so that one array holds those of the whole batch).
+func (s *Sink) prepareOne(ev *connectors.Event, i int, fields *[]string) (prepared, error) {
 	p := prepared{ev: ev, idx: i, op: ev.Op}
 	t := s.table(ev)
 	p.t = t
@@ -295,7 +308,7 @@ func (s *Sink) prepareOne(ev *connectors.Event, i int) (prepared, error) {
 		p.rawValues()
 		return p, nil
 	}
-	p.fields = make([]string, 0, 2*len(ev.After))
+	start := len(*fields)
 	for ci, v := range ev.After {
 		if connectors.IsUnchanged(v) {
 			continue
@@ -308,26 +321,28 @@ func (s *Sink) prepareOne(ev *connectors.Event, i int) (prepared, error) {
 			p.nulls = append(p.nulls, sch.Columns[ci].Name)
 			continue
 		}
-		p.fields = append(p.fields, sch.Columns[ci].Name, txt)
+		*fields = append(*fields, sch.Columns[ci].Name, txt)
 	}
+	end := len(*fields)
+	p.fields = (*fields)[start:end:end]
 	return p, nil
 }
 
 // pkText is {pk}: the key column values' string forms, escaped, joined with
 // ':'. An Unchanged key value is taken from before when given.
 func pkText(sch *connectors.Schema, si *schemaInfo, row, before []connectors.Value) (string, error) {
+	if len(si.keys) == 1 {
+		txt, err := keyText(sch, si.keys[0], row, before)
+		if err != nil {
+			return "", err
+		}
+		return escape(txt), nil
+	}
 	var b strings.Builder
 	for i, ci := range si.keys {
-		v := row[ci]
-		if connectors.IsUnchanged(v) && before != nil {
-			v = before[ci]
-		}
-		txt, ok, err := text(v)
+		txt, err := keyText(sch, ci, row, before)
 		if err != nil {
-			return "", fmt.Errorf("key column %s: %v", sch.Columns[ci].Name, err)
-		}
-		if !ok {
-			return "", fmt.Errorf("key column %s is NULL", sch.Columns[ci].Name)
+			return "", err
 		}
 		if i > 0 {
 			b.WriteByte(':')
@@ -335,6 +350,23 @@ func pkText(sch *connectors.Schema, si *schemaInfo, row, before []connectors.Val
 		b.WriteString(escape(txt))
 	}
 	return b.String(), nil
+}
+
+// keyText is the string form of key column ci of row (of before when
+// row's is Unchanged and before is given).
+func keyText(sch *connectors.Schema, ci int, row, before []connectors.Value) (string, error) {
+	v := row[ci]
+	if connectors.IsUnchanged(v) && before != nil {
+		v = before[ci]
+	}
+	txt, ok, err := text(v)
+	if err != nil {
+		return "", fmt.Errorf("key column %s: %v", sch.Columns[ci].Name, err)
+	}
+	if !ok {
+		return "", fmt.Errorf("key column %s is NULL", sch.Columns[ci].Name)
+	}
+	return txt, nil
 }
 
 // needs reports whether p needs the current state of its row's key and of
@@ -520,22 +552,45 @@ func (o *overlay) truncate(t *tableInfo) {
 // plan is the script's arguments being built.
 type plan struct {
 	s          *Sink
+	args       []any // the header, then the writes (see batchScript)
 	checks     []any // T checks
 	ncheck     int
 	content    []any // G and H checks
 	ncontent   int
-	ops        []any
+	group      rowGroup
 	typed      map[string]bool
 	registered map[*tableInfo]bool
-	score      string // the tracking score of a row key
-	trimBelow  string // tracked keys that expired before this are dropped
+	score      string // the score of a row key in a zset key list
 	ttl        string
 }
 
+// rowGroup is a run of whole-row writes and deletes of distinct keys that
+// becomes one R op of the script: one DEL for all its keys, one HSET (or
+// SET) per row written, one SADD or ZADD (SREM or ZREM) per key list. The
+// commands planned while a group is open go before it; they touch none of
+// its keys (index sets, key lists and rows of other keys), so that order
+// changes nothing, and a command that would touch one closes the group
+// first (flushFor).
+type rowGroup struct {
+	lists []string       // the key lists of its rows
+	index map[string]int // key list → 1-based index in lists
+	keys  map[string]bool
+	rows  []groupRow
+}
+
+// groupRow is a row of a rowGroup. It points at strings that stay put
+// until the script has run: go-redis writes a *string as the string, which
+// saves boxing every string in an interface.
+type groupRow struct {
+	list   int // 1-based, in lists
+	key    *string
+	values []string // nil: delete the row
+}
+
 func (pl *plan) cmd(args ...string) {
-	pl.ops = append(pl.ops, strconv.Itoa(len(args)))
+	pl.args = append(pl.args, len(args))
 	for _, a := range args {
-		pl.ops = append(pl.ops, a)
+		pl.args = append(pl.args, a)
 	}
 }
 
@@ -544,12 +599,79 @@ func (pl *plan) cmd(args ...string) {
 func (pl *plan) cmdKV(name, key string, kv []string, step int) {
 	for len(kv) > 0 {
 		n := min(len(kv), step*maxPairs)
-		pl.ops = append(pl.ops, strconv.Itoa(2+n), name, key)
+		pl.args = append(pl.args, 2+n, name, key)
 		for _, a := range kv[:n] {
-			pl.ops = append(pl.ops, a)
+			pl.args = append(pl.args, a)
 		}
 		kv = kv[n:]
 	}
+}
+
+// groupRow adds a row to the open group: values nil deletes key; for the
+// hash format values are its field-value pairs, for json its document.
+// A key already in the group closes it first.
+func (pl *plan) groupRow(t *tableInfo, key *string, values []string) {
+	g := &pl.group
+	if g.keys[*key] {
+		pl.flush()
+	}
+	li, ok := g.index[t.track]
+	if !ok {
+		g.lists = append(g.lists, t.track)
+		li = len(g.lists)
+		g.index[t.track] = li
+	}
+	g.keys[*key] = true
+	g.rows = append(g.rows, groupRow{list: li, key: key, values: values})
+}
+
+// flushFor closes the open group if it holds key.
+func (pl *plan) flushFor(key string) {
+	if pl.group.keys[key] {
+		pl.flush()
+	}
+}
+
+// flush closes the open group: it becomes an R op.
+func (pl *plan) flush() {
+	g := &pl.group
+	if len(g.rows) == 0 {
+		return
+	}
+	format := "H"
+	if pl.s.cfg.Format == FormatJSON {
+		format = "J"
+	}
+	// When every row has as many values, m is given once, in the header;
+	// with one key list, rows do not name it.
+	m := len(g.rows[0].values)
+	for _, r := range g.rows[1:] {
+		if len(r.values) != m {
+			m = -1
+			break
+		}
+	}
+	pl.args = append(pl.args, "R", format, len(g.rows), len(g.lists))
+	for i := range g.lists {
+		pl.args = append(pl.args, &g.lists[i])
+	}
+	pl.args = append(pl.args, m)
+	for _, r := range g.rows {
+		if len(g.lists) > 1 {
+			pl.args = append(pl.args, r.list)
+		}
+		pl.args = append(pl.args, r.key)
+		if m < 0 {
+			pl.args = append(pl.args, len(r.values))
+		}
+		for i := range r.values {
+			pl.args = append(pl.args, &r.values[i])
+		}
+	}
+	// The args point into lists: the next group takes a new one.
+	g.lists, g.rows = nil, g.rows[:0]
+	clear(g.index)
+	clear(g.keys)
 }
 
 func (pl *plan) typeCheck(key, want string, idx int) {
@@ -567,12 +689,9 @@ func (pl *plan) register(t *tableInfo) {
 		return
 	}
 	pl.registered[t] = true
-	pl.typeCheck(t.track, "zset", -1)
+	pl.typeCheck(t.track, "keys", -1)
 	pl.typeCheck(pl.s.meta.tables, "set", -1)
-	pl.cmd("SADD", pl.s.meta.tables, t.track)
-	if pl.trimBelow != "" {
-		pl.cmd("ZREMRANGEBYSCORE", t.track, "1", pl.trimBelow)
-	}
+	pl.cmd("REGISTER", t.track)
 }
 
 // buildArgs plans the batch and returns the script's ARGV.
@@ -583,12 +702,22 @@ func (s *Sink) buildArgs(rows []prepared, reads map[string]readResult, readOrder
 		expectSet, expect = "1", string(s.committed)
 	}
 	now := time.Now()
-	pl := &plan{s: s, typed: map[string]bool{}, registered: map[*tableInfo]bool{}, score: "0"}
+	pl := &plan{s: s, typed: map[string]bool{}, registered: map[*tableInfo]bool{}, score: "0",
+		group: rowGroup{index: map[string]int{}, keys: make(map[string]bool, len(rows)), rows: make([]groupRow, 0, len(rows))}}
+	listType, trimBelow := "set", ""
 	if s.cfg.TTL > 0 {
+		listType = "zset"
 		pl.ttl = strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10)
 		pl.score = strconv.FormatInt(now.Add(s.cfg.TTL).UnixMilli(), 10)
-		pl.trimBelow = strconv.FormatInt(now.Add(-trackSlack).UnixMilli(), 10)
+		trimBelow = strconv.FormatInt(now.Add(-trackSlack).UnixMilli(), 10)
 	}
+	pl.args = make([]any, 0, 16+len(origins)+14*len(rows))
+	pl.args = append(pl.args, string(last), expectSet, expect, listType, pl.score, pl.ttl, trimBelow, len(origins))
+	for _, o := range origins {
+		pl.args = append(pl.args, o)
+	}
+	nops := len(pl.args)
+	pl.args = append(pl.args, 0) // the number of op arguments, set below
 	if len(origins) > 0 {
 		pl.typeCheck(s.meta.origins, "hash", -1)
 	}
@@ -620,6 +749,7 @@ func (s *Sink) buildArgs(rows []prepared, reads map[string]readResult, readOrder
 	for i := range rows {
 		s.planEvent(pl, o, &rows[i], track)
 	}
+	pl.flush()
 	if s.applyLog != "" && len(rows) > 0 {
 		applied := make([]string, len(rows))
 		for i := range rows {
@@ -627,15 +757,11 @@ func (s *Sink) buildArgs(rows []prepared, reads map[string]readResult, readOrder
 		}
 		pl.cmdKV("RPUSH", s.applyLog, applied, 1)
 	}
-	args := make([]any, 0, 5+len(origins)+len(pl.checks)+len(pl.content)+len(pl.ops))
-	args = append(args, string(last), expectSet, expect, strconv.Itoa(len(origins)))
-	for _, o := range origins {
-		args = append(args, o)
-	}
-	args = append(args, strconv.Itoa(pl.ncheck+pl.ncontent))
+	args := pl.args
+	args[nops] = len(args) - nops - 1
+	args = append(args, pl.ncheck+pl.ncontent)
 	args = append(args, pl.checks...)
-	args = append(args, pl.content...)
-	return append(args, pl.ops...)
+	return append(args, pl.content...)
 }
 
 // planEvent appends the commands of one event. When track is set it keeps
@@ -643,9 +769,10 @@ func (s *Sink) buildArgs(rows []prepared, reads map[string]readResult, readOrder
 func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 	t := p.t
 	if p.op == connectors.OpTruncate {
-		pl.typeCheck(t.track, "zset", -1)
+		pl.flush()
+		pl.typeCheck(t.track, "keys", -1)
 		pl.typeCheck(s.meta.tables, "set", -1)
-		pl.cmd("TRUNCATE", t.track, s.meta.tables)
+		pl.cmd("TRUNCATE", t.track)
 		delete(pl.registered, t)
 		if track {
 			o.truncate(t)
@@ -659,8 +786,7 @@ func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 		if track {
 			moved, known = o.lookup(p.oldKey, t)
 		}
-		pl.cmd("DEL", p.oldKey)
-		pl.cmd("ZREM", t.track, p.oldKey)
+		pl.groupRow(t, &p.oldKey, nil)
 		if track {
 			if known {
 				s.reindex(pl, p, p.oldPK, moved, nil)
@@ -674,8 +800,7 @@ func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 		old, oldKnown = o.lookup(p.key, t)
 	}
 	if p.op == connectors.OpDelete {
-		pl.cmd("DEL", p.key)
-		pl.cmd("ZREM", t.track, p.key)
+		pl.groupRow(t, &p.key, nil)
 		if track {
 			if oldKnown {
 				s.reindex(pl, p, p.pk, old, nil)
@@ -724,11 +849,7 @@ func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 			}
 			doc = append(buf, '}')
 		}
-		if pl.ttl != "" {
-			pl.cmd("SET", p.key, string(doc), "PX", pl.ttl)
-		} else {
-			pl.cmd("SET", p.key, string(doc))
-		}
+		pl.groupRow(t, &p.key, []string{string(doc)})
 	} else {
 		switch {
 		case !p.partial || p.oldKey != "":
@@ -743,8 +864,14 @@ func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 					}
 				}
 			}
-			pl.cmd("DEL", p.key)
-			pl.cmdKV("HSET", p.key, pairs, 2)
+			if len(pairs) <= 2*maxPairs {
+				pl.groupRow(t, &p.key, pairs)
+			} else {
+				pl.flushFor(p.key)
+				pl.cmd("DEL", p.key)
+				pl.cmdKV("HSET", p.key, pairs, 2)
+				pl.expireAndTrack(t, p.key)
+			}
 			if track {
 				st = make(rowState, len(pairs)/2)
 				for i := 0; i < len(pairs); i += 2 {
@@ -752,9 +879,11 @@ func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 				}
 			}
 		default: // Unchanged columns: leave their fields alone
+			pl.flushFor(p.key)
 			pl.typeCheck(p.key, "hash", p.idx)
 			pl.cmdKV("HSET", p.key, p.fields, 2)
 			pl.cmdKV("HDEL", p.key, p.nulls, 1)
+			pl.expireAndTrack(t, p.key)
 			stKnown = oldKnown
 			if track && oldKnown {
 				st = make(rowState, len(old)+len(p.fields)/2)
@@ -769,17 +898,22 @@ func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 				}
 			}
 		}
-		if pl.ttl != "" {
-			pl.cmd("PEXPIRE", p.key, pl.ttl)
-		}
 	}
-	pl.cmd("ZADD", t.track, pl.score, p.key)
 	if track {
 		if oldKnown && stKnown {
 			s.reindex(pl, p, p.pk, old, st)
 		}
 		o.set(p.key, t, st, stKnown)
 	}
+}
+
+// expireAndTrack sets the TTL of a hash row written outside a group, and
+// adds it to its table's key list.
+func (pl *plan) expireAndTrack(t *tableInfo, key string) {
+	if pl.ttl != "" {
+		pl.cmd("PEXPIRE", key, pl.ttl)
+	}
+	pl.cmd("TRACK", t.track, pl.score, key)
 }
 
 // reindex moves pk between the index sets of its table, from the values in
@@ -801,7 +935,7 @@ func (s *Sink) reindex(pl *plan, p *prepared, pk string, old, cur rowState) {
 			k := t.indexKey(c, nv)
 			pl.typeCheck(k, "set", p.idx)
 			pl.cmd("SADD", k, pk)
-			pl.cmd("ZADD", t.track, "0", k)
+			pl.cmd("TRACK", t.track, "0", k)
 		}
 	}
 }
@@ -862,14 +996,14 @@ func (s *Sink) WriteBatch(ctx context.Context, b connectors.Batch) error {
 			return nil
 		}
 		rows := after(all, s.committed)
-		origins, pairs := s.mergeOrigins(rows)
+		origins, pairs := s.mergeOrigins(rows, heartbeats(b.Events, s.committed))
 		readOrder, first, track := s.readKeys(rows)
 		reads, err := s.read(ctx, readOrder, first)
 		if err != nil {
 			return err
 		}
 		args := s.buildArgs(rows, reads, readOrder, first, track, last, pairs)
-		res, err := batchScript.Run(ctx, s.rdb, []string{s.meta.pos, s.meta.origins}, args...).StringSlice()
+		res, err := batchScript.Run(ctx, s.rdb, []string{s.meta.pos, s.meta.origins, s.meta.tables}, args...).StringSlice()
 		if err != nil {
 			return s.wrap(fmt.Sprintf("apply a batch of %d events ending at %s", len(rows), last), err)
 		}
@@ -905,7 +1039,11 @@ func (s *Sink) WriteBatch(ctx context.Context, b connectors.Batch) error {
 			}
 			return connectors.Retryable(fmt.Errorf("redis: key %q changed between reading it and applying the batch, %d times (expiring keys, or another writer of the same keys?)", at(res, 2), attempt))
 		case "wrongtype":
-			err := fmt.Errorf("redis: key %q holds a %s where the sink writes a %s (format changed? another application writing these keys?); delete it, change key_prefix, or rebuild", at(res, 2), at(res, 3), at(res, 4))
+			want := at(res, 4)
+			if want == "keys" {
+				want = "set or zset (a key list)"
+			}
+			err := fmt.Errorf("redis: key %q holds a %s where the sink writes a %s (format changed? another application writing these keys?); delete it, change key_prefix, or rebuild", at(res, 2), at(res, 3), want)
 			if idx, perr := strconv.Atoi(at(res, 1)); perr == nil && idx >= 0 && idx < len(b.Events) {
 				return &connectors.RejectError{Events: []connectors.EventError{{Index: idx, Err: err}}}
 			}
@@ -933,12 +1071,27 @@ func after(rows []prepared, pos connectors.Position) []prepared {
 	return out
 }
 
-// mergeOrigins returns the committed origins merged with those of rows,
-// and the (key, position) pairs that changed.
-func (s *Sink) mergeOrigins(rows []prepared) (connectors.Origins, []string) {
+// heartbeats returns the heartbeat events (op h) of evs after pos: they
+// write nothing but move the origin positions (read-your-writes).
+func heartbeats(evs []connectors.Event, pos connectors.Position) []*connectors.Event {
+	var out []*connectors.Event
+	for i := range evs {
+		if ev := &evs[i]; ev.Op == connectors.OpHeartbeat && (pos == nil || ev.Position.Compare(pos) > 0) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// mergeOrigins returns the committed origins merged with those of rows and
+// beats, and the (key, position) pairs that changed.
+func (s *Sink) mergeOrigins(rows []prepared, beats []*connectors.Event) (connectors.Origins, []string) {
 	obs := connectors.Origins{}
 	for i := range rows {
 		obs.Observe(rows[i].ev)
+	}
+	for _, ev := range beats {
+		obs.Observe(ev)
 	}
 	s.omu.Lock()
 	merged := make(connectors.Origins, len(s.origins)+len(obs))
