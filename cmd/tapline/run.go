@@ -163,7 +163,7 @@ func serveWait(w http.ResponseWriter, r *http.Request, d *pipelines.Daemon) {
 	}
 	pos := q.Get("position")
 	if pos == "" {
-		httpError(w, http.StatusBadRequest, "position is required, e.g. ?position=0/16B3748 (Postgres: SELECT pg_current_wal_lsn() after your commit)")
+		httpError(w, http.StatusBadRequest, "position is required, e.g. ?position=0/16B3748 (Postgres: SELECT pg_logical_emit_message(false, 'tapline_heartbeat', '') after your commit)")
 		return
 	}
 	res, err := d.Wait(r.Context(), r.PathValue("name"), q.Get("origin"), pos, timeout)

@@ -22,19 +22,21 @@ func newWaitCmd() *cobra.Command {
 applied the origin position POS, then print what it applied. It exits 0 when
 the view has caught up and 3 on timeout.
 
-Get the position of your own write right after it commits, on the same
-connection:
+Get the position of your own write right after it commits:
 
-  Postgres:         SELECT pg_current_wal_lsn();      (e.g. 0/16B3748)
+  Postgres:         SELECT pg_logical_emit_message(false, 'tapline_heartbeat', '');
+                    (e.g. 0/16B3748: a heartbeat the source passes on once
+                    everything committed before it is emitted)
   MariaDB / MySQL:  SELECT @@gtid_binlog_pos;          (MariaDB GTIDs)
 
-A view reaches a Postgres position when it has applied a change committed at
-or after it, so on a database where nothing else is written the wait lasts
-until the next captured change.`,
+A view reaches a Postgres position when it has applied a change or heartbeat
+at or after it. A view fed by a log must read the capture's heartbeat subject
+or topic (<prefix>._heartbeat) too. pg_current_wal_lsn() also works, but then
+the wait lasts until the next captured change (docs/views.md).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if position == "" {
-				return &exitError{code: 2, msg: "--position is required (Postgres: SELECT pg_current_wal_lsn() after your commit)"}
+				return &exitError{code: 2, msg: "--position is required (Postgres: SELECT pg_logical_emit_message(false, 'tapline_heartbeat', '') after your commit)"}
 			}
 			q := url.Values{"position": {position}, "timeout": {timeout.String()}}
 			if origin != "" {

@@ -44,11 +44,18 @@ func init() {
 
 // The record headers the sink sets on every record.
 const (
-	HeaderOp            = "op"             // the event's op letter: c, u, d, r, t
+	HeaderOp            = "op"             // the event's op letter: c, u, d, r, t, h
 	HeaderTable         = "table"          // the logical table, schema.name
 	HeaderSchemaVersion = "schema_version" // the table's schema version, decimal
 	HeaderPosition      = "position"       // the event's position in the pipeline's source, 0x-hex
 )
+
+// HeartbeatSuffix ends the name of the topic heartbeat events (op h) are
+// written to: <topic_prefix>._heartbeat, one record per heartbeat keyed by
+// its origin ("postgres/shop"). A view reading the log lists that topic
+// among its topics so that read-your-writes waits end while the captured
+// tables are idle.
+const HeartbeatSuffix = "_heartbeat"
 
 // maxKeptBuffer is the largest encoding buffer kept between batches.
 const maxKeptBuffer = 8 << 20
@@ -293,6 +300,23 @@ func (s *Sink) records(evs []connectors.Event) ([]kgo.Record, map[string]int, er
 			reject(i, fmt.Errorf("record of %d bytes is larger than max_message_bytes (%d)", n, s.cfg.MaxMessageBytes))
 			continue
 		}
+		if ev.Op == connectors.OpHeartbeat {
+			// One record per heartbeat, keyed by its origin so that a
+			// compacted topic keeps the latest of each.
+			topic := s.cfg.TopicPrefix + "." + HeartbeatSuffix
+			if err := kafkaopts.ValidTopic(topic); err != nil {
+				buf = buf[:start]
+				reject(i, fmt.Errorf("heartbeat topic: %w", err))
+				continue
+			}
+			kstart := len(buf)
+			buf = append(buf, connectors.OriginKey(ev.Source)...)
+			if !s.ready[topic] {
+				need[topic] = 0
+			}
+			recs = append(recs, kgo.Record{Topic: topic, Key: buf[kstart:len(buf):len(buf)], Value: value, Headers: headers})
+			continue
+		}
 		names, err := s.topicNames(ev)
 		if err != nil {
 			buf = buf[:start]
@@ -342,7 +366,7 @@ func recordSize(key, value []byte, headers []kgo.RecordHeader) int {
 
 var opValues = map[connectors.Op][]byte{
 	connectors.OpCreate: []byte("c"), connectors.OpUpdate: []byte("u"), connectors.OpDelete: []byte("d"),
-	connectors.OpRead: []byte("r"), connectors.OpTruncate: []byte("t"),
+	connectors.OpRead: []byte("r"), connectors.OpTruncate: []byte("t"), connectors.OpHeartbeat: []byte("h"),
 }
 
 // headers appends the event's record headers to hs, the position's text

@@ -375,3 +375,29 @@ func TestRejects(t *testing.T) {
 		t.Errorf("history topic holds %d records, want the create and a keyless truncate", len(hist))
 	}
 }
+
+// A heartbeat event (op h) is one record in <topic_prefix>._heartbeat,
+// keyed by its origin, and nothing in the table topics.
+func TestHeartbeatRecord(t *testing.T) {
+	c := newCluster(t)
+	cfg := sinkConfig(t, c)
+	s := newSink(t, cfg, "p")
+	open(t, s)
+	hb := connectors.Event{Op: connectors.OpHeartbeat,
+		Source:   connectors.SourceInfo{Connector: "postgres", DB: "shop", Position: "0/3A1C2F8:0"},
+		Position: connectors.TxPosition{Commit: 0x3A1C2F8}.Encode()}
+	evs := append(connectortest.Changes(1, 5, 1, map[string]string{}), hb)
+	write(t, s, evs)
+	topic := cfg.TopicPrefix + "." + kafka.HeartbeatSuffix
+	recs := consume(t, c, true, topic)
+	if len(recs) != 1 || string(recs[0].Key) != "postgres/shop" || header(recs[0], kafka.HeaderOp) != "h" {
+		t.Fatalf("heartbeat topic %s holds %d records (first: %+v); want one keyed postgres/shop with op h", topic, len(recs), recs)
+	}
+	got, err := eventjson.NewDecoder().Decode(recs[0].Value)
+	if err != nil || got.Op != connectors.OpHeartbeat || got.Source.Position != "0/3A1C2F8:0" {
+		t.Fatalf("heartbeat record decodes to %+v, %v", got, err)
+	}
+	if n := len(consume(t, c, true, itemsTopic(cfg))); n != 5 {
+		t.Fatalf("table topic holds %d records, want the 5 changes", n)
+	}
+}

@@ -38,11 +38,17 @@ func init() {
 
 // The message headers the sink sets besides Nats-Msg-Id.
 const (
-	HeaderOp            = "tapline-op"             // the event's op letter: c, u, d, r, t
+	HeaderOp            = "tapline-op"             // the event's op letter: c, u, d, r, t, h
 	HeaderTable         = "tapline-table"          // the logical table, schema.table
 	HeaderSchemaVersion = "tapline-schema-version" // the table's schema version
 	HeaderKey           = "tapline-key"            // the primary key as JSON, {"id":42}; absent without a key
 )
+
+// HeartbeatToken is the last token of the subject heartbeat events (op h)
+// are published to: <subject_prefix>._heartbeat. A view reading the stream
+// lists that subject among its subjects so that read-your-writes waits end
+// while the captured tables are idle.
+const HeartbeatToken = "_heartbeat"
 
 // The modes.
 const (
@@ -457,6 +463,9 @@ func (s *Sink) Check(ctx context.Context) error {
 
 // subjectFor appends the subject of ev to dst.
 func (s *Sink) subjectFor(dst []byte, ev *connectors.Event) ([]byte, error) {
+	if ev.Op == connectors.OpHeartbeat {
+		return append(append(dst, s.cfg.SubjectPrefix...), "."+HeartbeatToken...), nil
+	}
 	if ev.Destination != "" {
 		dst = append(dst, ev.Destination...)
 	} else {

@@ -337,3 +337,29 @@ func TestCloseFailsBatchesInFlight(t *testing.T) {
 		}
 	}
 }
+
+// A heartbeat event (op h) goes to <subject_prefix>._heartbeat, in either
+// mode.
+func TestHeartbeatSubject(t *testing.T) {
+	for _, mode := range []string{nats.ModeHistory, nats.ModeLatest} {
+		t.Run(mode, func(t *testing.T) {
+			tg := realTarget(t)
+			cfg := tg.config()
+			cfg.Mode = mode
+			s := tg.newSink(t, cfg)
+			mustOpen(t, s)
+			hb := connectors.Event{Op: connectors.OpHeartbeat,
+				Source:   connectors.SourceInfo{Connector: "postgres", DB: "shop", Position: "0/3A1C2F8:0"},
+				Position: connectors.TxPosition{Commit: 0x3A1C2F8}.Encode()}
+			evs := append(connectortest.Changes(1, 3, 1, map[string]string{}), hb)
+			if err := s.WriteBatch(context.Background(), batchOf(evs)); err != nil {
+				t.Fatal(err)
+			}
+			ms := readStream(t, tg.url, tg.stream)
+			last := ms[len(ms)-1]
+			if want := tg.prefix + "." + nats.HeartbeatToken; len(ms) != 4 || last.subject != want || last.header.Get(nats.HeaderOp) != "h" {
+				t.Fatalf("stream holds %d messages, the last on %q with op %q; want 4, the heartbeat on %q", len(ms), last.subject, last.header.Get(nats.HeaderOp), want)
+			}
+		})
+	}
+}

@@ -27,6 +27,7 @@ type Config struct {
 	Publication       string            `yaml:"publication" doc:"publication name; default tapline_<pipeline>"`
 	Snapshot          string            `yaml:"snapshot" doc:"initial: read every table at the slot's consistent point, then stream; never: stream only; initial_only: read the tables and finish"`
 	Heartbeat         time.Duration     `yaml:"heartbeat" doc:"interval of heartbeat messages written through the slot so that it advances while the captured tables are idle; 0 turns them off"`
+	HeartbeatEvents   bool              `yaml:"heartbeat_events" doc:"emit each heartbeat message seen in the WAL (tapline's own, or a caller's pg_logical_emit_message(false, 'tapline_heartbeat', '')) as a heartbeat event (op h) that log and view sinks carry, so read-your-writes waits end on an idle database; false only advances the position"`
 	StatusInterval    time.Duration     `yaml:"status_interval" doc:"interval of standby status updates (the acknowledged position) to the server"`
 	SlotLagWarn       int64             `yaml:"slot_lag_warn" doc:"log a warning when the slot holds back more than this many bytes of WAL (metric tapline_postgres_slot_lag_bytes); 0 turns the warning off"`
 	DecodingWorkMem   string            `yaml:"decoding_work_mem" doc:"the walsender's logical_decoding_work_mem (e.g. 64MB); a transaction larger than this is streamed to tapline before it commits and kept on disk until it does; empty keeps the server's setting"`
@@ -40,6 +41,7 @@ func DefaultConfig() Config {
 	return Config{
 		Snapshot:          "initial",
 		Heartbeat:         10 * time.Second,
+		HeartbeatEvents:   true,
 		IncrementalChunk:  1024,
 		StatusInterval:    10 * time.Second,
 		CreatePublication: true,

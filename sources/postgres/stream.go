@@ -273,7 +273,10 @@ func (r *receiver) decoded(ctx context.Context, data []byte, inStream bool) erro
 			if r.skip(hb) {
 				return nil
 			}
-			return r.emit(ctx, item{last: hb.Encode()})
+			if !r.src.cfg.HeartbeatEvents {
+				return r.emit(ctx, item{last: hb.Encode()})
+			}
+			return r.emit(ctx, item{ev: r.heartbeatEvent(m.LSN, hb), isEv: true, bytes: 128})
 		}
 		return nil
 	case *pglogrepl.BeginMessage:
@@ -437,4 +440,26 @@ func (r *receiver) row(rel *relation, t *pglogrepl.TupleData, before []connector
 		}
 	}
 	return vals, nil
+}
+
+// heartbeatEvent is the heartbeat event (op h) for a heartbeat message at
+// lsn: everything committed before lsn has been emitted. Its origin
+// position, "lsn:0", is what a read-your-writes wait compares; a caller
+// that writes its own heartbeat message after its commit gets exactly that
+// LSN back from pg_logical_emit_message.
+func (r *receiver) heartbeatEvent(lsn pglogrepl.LSN, pos connectors.TxPosition) connectors.Event {
+	now := time.Now().UnixMilli()
+	ls := lsn.String()
+	return connectors.Event{
+		Op: connectors.OpHeartbeat,
+		Source: connectors.SourceInfo{
+			Connector: "postgres",
+			DB:        r.src.db,
+			TsMs:      now,
+			Extra:     []connectors.Field{{Name: "lsn", Value: ls}},
+			Position:  ls + ":0",
+		},
+		TsMs:     now,
+		Position: pos.Encode(),
+	}
 }

@@ -139,8 +139,10 @@ func TestHeartbeatAdvancesIdleSlot(t *testing.T) {
 		if err != nil {
 			t.Fatalf("ReadBatch: %v (confirmed_flush_lsn stayed at %s)", err, start)
 		}
-		if len(b.Events) > 0 {
-			t.Fatalf("got %d events from the idle table", len(b.Events))
+		for _, ev := range b.Events {
+			if ev.Op != connectors.OpHeartbeat {
+				t.Fatalf("got a %s event from the idle table", ev.Op)
+			}
 		}
 		if b.Last != nil {
 			if err := s.Ack(ctx, b.Last); err != nil {
@@ -369,5 +371,79 @@ func TestDropSlotOnClose(t *testing.T) {
 	}
 	if slots() != 0 {
 		t.Fatal("drop_slot_on_close left the slot")
+	}
+}
+
+// A heartbeat message in the WAL, tapline's own or a caller's, becomes a
+// heartbeat event whose origin position is the LSN pg_logical_emit_message
+// returned, so that a read-your-writes wait on that LSN ends once the
+// view has applied the heartbeat; with heartbeat_events off it only moves
+// the position.
+func TestHeartbeatEventCarriesTheCallersLSN(t *testing.T) {
+	f := newFixture(t)
+	s := f.source(t)
+	s.cfg.Heartbeat = 0 // only the caller's message
+	ctx := context.Background()
+	if err := s.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	f.exec(fmt.Sprintf("INSERT INTO %s.items (id, name) VALUES (1, 'one')", f.schema))
+	var want string
+	if err := f.conn.QueryRow(ctx, "SELECT pg_logical_emit_message(false, 'tapline_heartbeat', '')::text").Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var hb *connectors.Event
+	sawInsert := false
+	for hb == nil {
+		b, err := s.ReadBatch(rctx, connectors.Limits{MaxEvents: 100, MaxWait: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("ReadBatch: %v (no heartbeat event for the message at %s)", err, want)
+		}
+		for i := range b.Events {
+			switch ev := &b.Events[i]; ev.Op {
+			case connectors.OpHeartbeat:
+				if !sawInsert {
+					t.Fatal("the heartbeat came before the insert committed before it")
+				}
+				hb = ev
+			case connectors.OpCreate:
+				sawInsert = true
+			}
+		}
+	}
+	if hb.Schema != nil || hb.Before != nil || hb.After != nil || hb.Source.Connector != "postgres" || hb.Source.DB == "" {
+		t.Fatalf("heartbeat event %+v; want no table or rows, the origin's connector and database", hb)
+	}
+	if hb.Source.Position != want+":0" {
+		t.Fatalf("heartbeat origin position %q; want %q, the LSN pg_logical_emit_message returned", hb.Source.Position, want+":0")
+	}
+	if c, ok := connectors.CompareOrigin("postgres", hb.Source.Position, want); !ok || c < 0 {
+		t.Fatalf("origin %s compares %d (ok %v) with the caller's LSN %s; want at or after it", hb.Source.Position, c, ok, want)
+	}
+
+	// heartbeat_events off: the same message moves the position only.
+	s2 := f.source(t)
+	s2.cfg.Heartbeat = 0
+	s2.cfg.HeartbeatEvents = false
+	s.Close(ctx)
+	if err := s2.Open(ctx, hb.Position); err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close(ctx)
+	if err := f.conn.QueryRow(ctx, "SELECT pg_logical_emit_message(false, 'tapline_heartbeat', '')::text").Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	for moved := false; !moved; {
+		b, err := s2.ReadBatch(rctx, connectors.Limits{MaxEvents: 100, MaxWait: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("ReadBatch: %v", err)
+		}
+		if len(b.Events) > 0 {
+			t.Fatalf("heartbeat_events off: got a %s event", b.Events[0].Op)
+		}
+		moved = b.Last != nil && b.Last.Compare(hb.Position) > 0
 	}
 }

@@ -291,8 +291,8 @@ func (l *Load) bigTx(ctx context.Context) error {
 
 // PlaceOrder is what the new service does when a customer orders: it writes
 // through the legacy database (the system of record until the writes move)
-// and returns the new order's id and the WAL position of the commit, for
-// read-your-writes.
+// and returns the new order's id and the WAL position of a heartbeat written
+// after the commit, for read-your-writes.
 func PlaceOrder(ctx context.Context, db *pgxpool.Pool, customerID int64, seed uint64) (id int64, lsn string, err error) {
 	conn, err := db.Acquire(ctx)
 	if err != nil {
@@ -309,8 +309,10 @@ func PlaceOrder(ctx context.Context, db *pgxpool.Pool, customerID int64, seed ui
 	if err != nil {
 		return 0, "", err
 	}
-	// On the same connection, right after the commit: the position the view
-	// must reach for this order to be visible.
-	err = conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn)
+	// Right after the commit, a heartbeat message: the tapline source passes
+	// it on once every transaction committed before it (this order's) is
+	// emitted, and the view that has applied it has applied the order. Its
+	// LSN is the position to wait for.
+	err = conn.QueryRow(ctx, `SELECT pg_logical_emit_message(false, 'tapline_heartbeat', '')::text`).Scan(&lsn)
 	return id, lsn, err
 }
