@@ -129,7 +129,20 @@ func openFile(path string, busyTimeout time.Duration) (_ *SQLite, err error) {
 	db.SetConnMaxIdleTime(0)
 
 	ctx := context.Background()
-	if err := checkPragmas(ctx, db); err != nil {
+	// Turning a new file to WAL takes an exclusive lock, and SQLite does
+	// not call the busy handler for it: processes (or pipelines) opening
+	// the same new file at once get "database is locked". Try again until
+	// the busy timeout has passed.
+	deadline := time.Now().Add(busyTimeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		err = checkPragmas(ctx, db)
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrBusy && se.Code != sqlite3.ErrLocked || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(wait)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := migrate(ctx, db); err != nil {
