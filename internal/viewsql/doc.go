@@ -19,6 +19,14 @@
 //     columns of new schema versions added, dropped columns kept (or
 //     dropped with DropColumns), and type or key changes the table cannot
 //     take refused with TypeChangeError or KeyChangeError.
+//   - Key-only deletes: a delete whose schema holds only the key (version
+//     0, every column a key column: what the Kafka source makes of a
+//     tombstone, all compaction leaves of a deleted row) deletes by key in
+//     upsert mode and appends a delete row with only the key columns in
+//     history mode. Such a schema never creates, evolves or drops columns
+//     of a table, and a table that does not exist is left alone; a key
+//     other than the table's is a KeyChangeError. Its key columns take the
+//     types of a full schema of the table seen earlier, when there is one.
 //   - Exactly once: each batch is one transaction that also writes the
 //     pipeline's row of OffsetsTable (position, origins applied, tables
 //     written); a batch at or before the stored position is skipped.

@@ -38,6 +38,12 @@ type tablePlan struct {
 
 	info *TableInfo // the table after ensure
 
+	// keyOnly: a key-only shape (see keyOnlySchema) is in the batch; weak
+	// marks the columns only such shapes brought so far, which a full
+	// shape's definitions replace.
+	keyOnly bool
+	weak    map[int]bool
+
 	// Scratch space, so that planning an event allocates little: the
 	// converted key values and their encodings of the after and before
 	// images, the values of the rows, and what batch returns.
@@ -55,7 +61,7 @@ const arenaChunk = 256
 // newTablePlan returns an empty plan for sh's table.
 func newTablePlan() *tablePlan {
 	return &tablePlan{colIdx: map[string]int{}, shapeIdx: map[*shape][]int{},
-		byKey: map[string]int32{}, byInt: map[int64]int32{}}
+		byKey: map[string]int32{}, byInt: map[int64]int32{}, weak: map[int]bool{}}
 }
 
 // reset empties the plan for a new batch, writing sh's table, keeping its
@@ -73,6 +79,8 @@ func (tp *tablePlan) reset(sh *shape) {
 	clear(tp.appends)
 	tp.appends = tp.appends[:0]
 	tp.info = nil
+	tp.keyOnly = false
+	clear(tp.weak)
 	for i := 0; i <= tp.used && i < len(tp.arena); i++ {
 		clear(tp.arena[i])
 		tp.arena[i] = tp.arena[i][:0]
@@ -208,7 +216,9 @@ func (e *valueError) Error() string {
 
 func (e *valueError) Unwrap() error { return e.err }
 
-// use adds sh's columns to the plan's, the first time sh is seen.
+// use adds sh's columns to the plan's, the first time sh is seen. A
+// key-only shape is left out of tp.shapes, so that ensure neither creates
+// nor evolves the table from it.
 func (tp *tablePlan) use(sh *shape) error {
 	if _, ok := tp.shapeIdx[sh]; ok {
 		return nil
@@ -216,15 +226,26 @@ func (tp *tablePlan) use(sh *shape) error {
 	idx := make([]int, len(sh.cols))
 	for j, c := range sh.cols {
 		ci, ok := tp.colIdx[c.Name]
-		if !ok {
+		switch {
+		case !ok:
 			ci = len(tp.cols)
 			tp.cols = append(tp.cols, c)
 			tp.colIdx[c.Name] = ci
+			if sh.keyOnly {
+				tp.weak[ci] = true
+			}
+		case tp.weak[ci] && !sh.keyOnly:
+			tp.cols[ci] = c
+			delete(tp.weak, ci)
 		}
 		idx[j] = ci
 	}
 	tp.shapeIdx[sh] = idx
-	tp.shapes = append(tp.shapes, sh)
+	if sh.keyOnly {
+		tp.keyOnly = true
+	} else {
+		tp.shapes = append(tp.shapes, sh)
+	}
 	if tp.history || sh.schema == nil {
 		return nil
 	}
@@ -253,6 +274,16 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// checkKeyOnly checks, after ensure, that the key of the plan's key-only
+// deletes is the existing table's key (a full shape in the batch was
+// checked by ensure already).
+func (tp *tablePlan) checkKeyOnly(sink string) error {
+	if !tp.keyOnly || tp.history || tp.info == nil || sameNames(tp.info.Key, tp.keyNames, tp.info.fold) {
+		return nil
+	}
+	return &KeyChangeError{Sink: sink, Table: tp.name, Have: tp.info.Key, Want: tp.keyNames, Source: tp.source.String()}
 }
 
 // truncateAll voids everything planned for the table so far.

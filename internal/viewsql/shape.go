@@ -39,6 +39,55 @@ type shape struct {
 	keys      []int // indexes in cols of the key columns, in key order (upsert mode)
 	keyAt     []int // per column: its position in the key, -1 if not a key column
 	keyNames  []string
+	// keyOnly: the schema holds only the key (see keyOnlySchema); its
+	// events delete by key and never shape the table.
+	keyOnly bool
+}
+
+// keyOnlySchema reports whether s holds only a table's key, as the Kafka
+// source makes of a tombstone (all that compaction leaves of a deleted
+// row): schema version 0 with every column a key column. Schemas inferred
+// from events without a schema block are version 0 too, but have no key.
+// Deletes of a key-only schema delete by key; the table is never created,
+// evolved or checked for type changes from such a schema.
+func keyOnlySchema(s *connectors.Schema) bool {
+	if s == nil || s.Version != 0 || len(s.Columns) == 0 {
+		return false
+	}
+	for _, c := range s.Columns {
+		if c.Key <= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// borrowKeyTypes returns the columns of key-only schema sch with the
+// types of the same columns in a full schema of table t this sink has
+// seen, when it has seen one, so that their values convert as the
+// table's events do (and coalesce with them in a batch).
+func (s *Sink) borrowKeyTypes(t connectors.TableID, sch *connectors.Schema) *connectors.Schema {
+	var full *connectors.Schema
+	for k, sh := range s.shapes {
+		if k.table == t && sh.schema != nil && !sh.keyOnly && (full == nil || sh.schema.Version > full.Version) {
+			full = sh.schema
+		}
+	}
+	if full == nil {
+		return sch
+	}
+	cols := append([]connectors.Column(nil), sch.Columns...)
+	for i, c := range cols {
+		if j := full.Index(c.Name); j >= 0 {
+			fc := full.Columns[j]
+			cols[i].Type, cols[i].Native, cols[i].Elem = fc.Type, fc.Native, fc.Elem
+		}
+	}
+	out, err := connectors.NewSchema(sch.Table, sch.Version, cols)
+	if err != nil {
+		return sch
+	}
+	return out
 }
 
 // NoKeyError is returned for a table without a primary key in upsert mode.
@@ -111,6 +160,10 @@ func (s *Sink) buildShape(t connectors.TableID, sch *connectors.Schema, connecto
 	}
 	if !history && !sch.HasKey() {
 		return nil, &NoKeyError{Sink: s.name, Source: t, Target: live}
+	}
+	if keyOnlySchema(sch) {
+		sh.keyOnly = true
+		sch = s.borrowKeyTypes(t, sch) // sh.schema stays the event's, for the shape cache
 	}
 	var keep map[string]bool
 	if len(tc.Columns) > 0 {

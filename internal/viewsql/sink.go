@@ -338,7 +338,10 @@ func (s *Sink) apply(ctx context.Context, last connectors.Position, plans []*tab
 	}
 	for _, tp := range plans {
 		if tp.info == nil {
-			continue // a truncate of a table that does not exist
+			continue // a truncate, or deletes by key only, of a table that does not exist
+		}
+		if err := tp.checkKeyOnly(s.name); err != nil {
+			return false, err
 		}
 		if err := s.b.Apply(ctx, tp.batch()); err != nil {
 			var mr *MissingRowError

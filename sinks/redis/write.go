@@ -136,7 +136,9 @@ func (s *Sink) schema(sch *connectors.Schema, t *tableInfo) (*schemaInfo, error)
 		return si, nil
 	}
 	for _, c := range t.indexes {
-		if sch.Index(c) < 0 {
+		// A key-only schema (a Kafka tombstone) only deletes, and a delete
+		// takes the indexed values from the stored row.
+		if sch.Index(c) < 0 && !keyOnlySchema(sch) {
 			names := make([]string, len(sch.Columns))
 			for i, col := range sch.Columns {
 				names[i] = col.Name
@@ -245,6 +247,12 @@ func (s *Sink) prepareOne(ev *connectors.Event, i int, fields *[]string) (prepar
 	sch := ev.Schema
 	if sch == nil {
 		return p, reject("%s event of %s has no schema", ev.Op, t.ident)
+	}
+	if ev.Op == connectors.OpDelete && ev.Source.DB == "" && keyOnlySchema(sch) && s.templateUses("db") {
+		// A tombstone read back from Kafka (a key-only schema) carries no
+		// origin database: its key would render with an empty {db} and
+		// delete nothing.
+		return p, reject("delete of %s by key only (a Kafka tombstone) has no origin database for {db} in key_template %q; drop {db} from the template, or read the topic before compaction removes the delete events", t.ident, s.cfg.KeyTemplate)
 	}
 	var err error
 	if p.si, err = s.schema(sch, t); err != nil {
@@ -1118,4 +1126,29 @@ func at(s []string, i int) string {
 		return s[i]
 	}
 	return ""
+}
+
+// keyOnlySchema reports whether sch holds only a table's key, as the Kafka
+// source makes of a tombstone: version 0 with every column a key column.
+// Deleting by such a schema needs nothing but the key columns.
+func keyOnlySchema(sch *connectors.Schema) bool {
+	if sch.Version != 0 || len(sch.Columns) == 0 {
+		return false
+	}
+	for _, c := range sch.Columns {
+		if c.Key <= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// templateUses reports whether key_template has the placeholder ph.
+func (s *Sink) templateUses(ph string) bool {
+	for _, p := range s.tmpl.parts {
+		if p.ph == ph {
+			return true
+		}
+	}
+	return false
 }

@@ -8,8 +8,15 @@
 // before it. Open resumes from a position exactly, ahead of the group's
 // committed offsets, which serve only for partitions the position does
 // not name. Offsets are committed to the group only in Ack, and only what
-// was acknowledged. Tombstones, transaction markers and records of the
-// sink's offsets topic are skipped; they advance the position.
+// was acknowledged. Transaction markers, records of the sink's offsets
+// topic, and tombstones without a key or a table header (Debezium's) are
+// skipped; they advance the position.
+//
+// A tombstone (a key and a null value) with a table header, as the Kafka
+// sink writes after each delete, becomes a delete of that key whose
+// schema holds only the key columns (version KeyOnlyVersion, see
+// IsKeyOnly): after compaction it is all a topic keeps of a deleted row,
+// so a view built from the compacted topic must delete the row by key.
 //
 // On a rebalance the source stops returning events of partitions taken
 // from it and commits what was acknowledged of them; events of those
@@ -77,9 +84,10 @@ type Source struct {
 	closed    bool
 
 	// Owned by the goroutine calling ReadBatch.
-	opened  bool
-	dec     *eventjson.Decoder
-	pending error // returned by the next ReadBatch, after the events before it
+	opened     bool
+	dec        *eventjson.Decoder
+	keySchemas map[string]*connectors.Schema // key-only schemas of tombstones (see keySchema)
+	pending    error                         // returned by the next ReadBatch, after the events before it
 }
 
 // New builds a Kafka source. It does not connect; Open does.
@@ -489,8 +497,27 @@ read:
 			}
 			continue
 		}
-		if r.Attrs.IsControl() || len(r.Value) == 0 || r.Topic == s.cfg.OffsetsTopic {
+		if r.Attrs.IsControl() || r.Topic == s.cfg.OffsetsTopic {
 			s.advance(r, false)
+			started()
+			continue
+		}
+		if len(r.Value) == 0 {
+			// A tombstone: after compaction it is all that is left of a
+			// deleted row, so it deletes the row by key.
+			ev, ok, err := s.tombstone(r)
+			if err != nil {
+				s.pending = err
+				break
+			}
+			if !ok {
+				s.advance(r, false)
+				started()
+				continue
+			}
+			ev.Position = s.advance(r, true)
+			b.Events = append(b.Events, ev)
+			size += ev.Size()
 			started()
 			continue
 		}

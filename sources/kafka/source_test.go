@@ -147,8 +147,9 @@ func TestResumeAcrossPartitions(t *testing.T) {
 	checkComplement(t, want, first[:60], rest)
 }
 
-// Tombstones, transaction markers and the offsets topic's records are
-// skipped, yet the position moves past them: the backlog reaches zero.
+// Tombstones without a table header, transaction markers and the offsets
+// topic's records are skipped, yet the position moves past them: the
+// backlog reaches zero.
 func TestSkipsAndBacklog(t *testing.T) {
 	c := newCluster(t)
 	prefix := servicetest.Name(t, "skip")

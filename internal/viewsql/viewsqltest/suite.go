@@ -102,6 +102,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ShadowLeftoversDropped", func(t *testing.T) { testShadowLeftovers(t, h) })
 	t.Run("ColumnOrderAcrossBatches", func(t *testing.T) { testColumnOrder(t, h) })
 	t.Run("StaleWriterFenced", func(t *testing.T) { testStaleWriter(t, h) })
+	t.Run("KeyOnlyDeletes", func(t *testing.T) { testKeyOnlyDeletes(t, h) })
+	t.Run("KeyOnlyHistory", func(t *testing.T) { testKeyOnlyHistory(t, h) })
 }
 
 // Items is the main table of the suite, version 1.
