@@ -70,8 +70,8 @@ func (s *Source) checkSettings(info *serverInfo) error {
 		return &SettingError{Setting: "version", Value: info.version, Want: "MariaDB 10.5+ or MySQL 8.0.1+ (binlog_row_metadata)",
 			Fix: "upgrade the server: tapline takes column names from the binlog's row metadata"}
 	}
-	if v("binlog_row_metadata") != "FULL" {
-		return &SettingError{Setting: "binlog_row_metadata", Value: info.vars["binlog_row_metadata"], Want: "FULL (column names, enum values and keys in the binlog)",
+	if v("binlog_row_metadata") != "FULL" && v("binlog_row_metadata") != "MINIMAL" {
+		return &SettingError{Setting: "binlog_row_metadata", Value: info.vars["binlog_row_metadata"], Want: "FULL (column names, enum values and keys in the binlog), or MINIMAL (signedness and charsets; names from a schema history)",
 			Fix: "SET GLOBAL binlog_row_metadata = 'FULL', and set it in the config file"}
 	}
 	if v("binlog_row_image") != "FULL" {

@@ -3,8 +3,9 @@
 // one event per committed row change, with a lock-free consistent snapshot
 // (MariaDB) to start from, GTID positions exact to the row, and the schema
 // of every row taken from the TABLE_MAP event before it
-// (binlog_row_metadata=FULL), so that changes before and after an ALTER
-// TABLE carry their own columns. See README.md.
+// (binlog_row_metadata=FULL; with MINIMAL, names, enum values and keys come
+// from a schema history built by parsing the binlog's DDL), so that changes
+// before and after an ALTER TABLE carry their own columns. See README.md.
 package mysql
 
 import (

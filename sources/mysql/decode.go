@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	gmysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
@@ -23,6 +24,15 @@ type rowsDecoder struct {
 	opts     mysqlconv.Options
 	filter   *tableFilter
 	plans    map[uint64]*decodePlan // by table id
+	history  bool                   // captured tables' rows are decoded by the receiver, with the schema history
+}
+
+// deferredRows stands for the rows of a captured table when the schema
+// history is in use: the receiver decodes them in binlog order, once it has
+// applied the DDL before them (the parser runs ahead of it).
+type deferredRows struct {
+	data []byte
+	pos  int
 }
 
 // decodePlan is how the rows of one TABLE_MAP version are decoded.
@@ -31,6 +41,7 @@ type decodePlan struct {
 	captured   bool
 	dec        *mysqlconv.RowDecoder
 	binaryJSON bool  // MySQL json columns: go-mysql decodes those
+	deferred   bool  // decoded by the receiver (schema history)
 	err        error // the table cannot be decoded
 }
 
@@ -100,19 +111,33 @@ func (d *rowsDecoder) decodeRows(e *replication.RowsEvent, data []byte, pos int)
 	if !plan.captured {
 		return nil
 	}
+	if plan.deferred {
+		e.Rows = [][]any{{deferredRows{data: slices.Clone(data), pos: pos}}}
+		return nil
+	}
 	if plan.err != nil {
 		return plan.err
 	}
+	rows, err := decodeWith(plan.dec, plan.binaryJSON, e, data, pos)
+	if err != nil {
+		return err
+	}
+	e.Rows = rows
+	return nil
+}
+
+// decodeWith decodes the rows of an event with a decoder.
+func decodeWith(dec *mysqlconv.RowDecoder, binaryJSON bool, e *replication.RowsEvent, data []byte, pos int) (_ [][]any, err error) {
 	if rowsEventType(e) == replication.PARTIAL_UPDATE_ROWS_EVENT {
-		return fmt.Errorf("a partial JSON update (binlog_row_value_options=PARTIAL_JSON) carries no full row; set binlog_row_value_options='' on the server")
+		return nil, fmt.Errorf("a partial JSON update (binlog_row_value_options=PARTIAL_JSON) carries no full row; set binlog_row_value_options='' on the server")
 	}
 	body := data[pos:]
 	if rowsEventCompressed(e) {
 		if body, err = gmysql.DecompressMariadbData(body); err != nil {
-			return fmt.Errorf("decompress rows event: %w", err)
+			return nil, fmt.Errorf("decompress rows event: %w", err)
 		}
 	}
-	n := len(plan.dec.Cols)
+	n := len(dec.Cols)
 	update := e.ColumnBitmap2 != nil
 	var block []connectors.Value
 	next := func() []connectors.Value {
@@ -126,30 +151,30 @@ func (d *rowsDecoder) decodeRows(e *replication.RowsEvent, data []byte, pos int)
 	rows := make([][]any, 0, 4)
 	for len(body) > 0 {
 		row := next()
-		k, err := plan.dec.Decode(body, e.ColumnBitmap1, row)
+		k, err := dec.Decode(body, e.ColumnBitmap1, row)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = body[k:]
 		rows = append(rows, row)
 		if update {
 			row := next()
-			k, err := plan.dec.Decode(body, e.ColumnBitmap2, row)
+			k, err := dec.Decode(body, e.ColumnBitmap2, row)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			body = body[k:]
 			rows = append(rows, row)
 		}
 	}
-	if plan.binaryJSON {
+	if binaryJSON {
 		// MySQL's binary JSON: let go-mysql decode the event too and take
 		// its text of the json columns.
 		if err := e.DecodeData(pos, data); err != nil {
-			return err
+			return nil, err
 		}
 		if len(e.Rows) != len(rows) {
-			return fmt.Errorf("go-mysql decoded %d rows, tapline %d", len(e.Rows), len(rows))
+			return nil, fmt.Errorf("go-mysql decoded %d rows, tapline %d", len(e.Rows), len(rows))
 		}
 		for i, row := range rows {
 			for j, v := range row {
@@ -159,8 +184,7 @@ func (d *rowsDecoder) decodeRows(e *replication.RowsEvent, data []byte, pos int)
 			}
 		}
 	}
-	e.Rows = rows
-	return nil
+	return rows, nil
 }
 
 // jsonText turns go-mysql's decoding of a json value into connectors.JSON.
@@ -190,8 +214,13 @@ func (d *rowsDecoder) plan(tm *replication.TableMapEvent) *decodePlan {
 		}
 	}
 	p := &decodePlan{tm: tm, captured: d.filter.decodes(string(tm.Schema), string(tm.Table))}
-	if p.captured {
-		cols, err := binlogColumns(tm, d.charsets)
+	p.deferred = p.captured && d.history && d.filter.match(string(tm.Schema), string(tm.Table))
+	if p.captured && !p.deferred {
+		var hist []histColumn
+		if len(tm.ColumnName) == 0 && d.filter.isSignal(string(tm.Schema), string(tm.Table)) {
+			hist = signalColumns(tm) // binlog_row_metadata=MINIMAL
+		}
+		cols, err := binlogColumns(tm, d.charsets, hist)
 		if err != nil {
 			p.err = err
 		} else {
@@ -213,8 +242,25 @@ func (d *rowsDecoder) plan(tm *replication.TableMapEvent) *decodePlan {
 // binlogColumns describes a TABLE_MAP event's columns. It needs the
 // metadata binlog_row_metadata=FULL writes: names, signedness, charsets,
 // enum and set values, primary key.
-func binlogColumns(tm *replication.TableMapEvent, cs *mysqlconv.Charsets) ([]mysqlconv.Column, error) {
+//
+// With hist (the schema history's columns of the table), names, enum and
+// set values and the primary key come from hist instead; the TABLE_MAP's
+// own names, if it has them, must agree.
+func binlogColumns(tm *replication.TableMapEvent, cs *mysqlconv.Charsets, hist []histColumn) ([]mysqlconv.Column, error) {
 	n := int(tm.ColumnCount)
+	if hist != nil {
+		if len(hist) != n {
+			return nil, &DDLError{Statement: string(tm.Schema) + "." + string(tm.Table), Reason: fmt.Sprintf(
+				"the TABLE_MAP event has %d columns, the schema history %d (a DDL statement was missed or misread)", n, len(hist))}
+		}
+		for i, name := range tm.ColumnName {
+			if i < len(hist) && !strings.EqualFold(string(name), hist[i].Name) {
+				return nil, &DDLError{Statement: string(tm.Schema) + "." + string(tm.Table), Reason: fmt.Sprintf(
+					"column %d is %q in the TABLE_MAP event, %q in the schema history", i+1, name, hist[i].Name)}
+			}
+		}
+		return histBinlogColumns(tm, cs, hist)
+	}
 	if len(tm.ColumnName) != n {
 		return nil, &MetadataError{Table: string(tm.Schema) + "." + string(tm.Table)}
 	}
@@ -316,4 +362,68 @@ func sameTableMap(a, b *replication.TableMapEvent) bool {
 		return true
 	}
 	return eq(a.EnumStrValue, b.EnumStrValue) && eq(a.SetStrValue, b.SetStrValue)
+}
+
+// histBinlogColumns describes a TABLE_MAP event's columns (types,
+// signedness, charsets: binlog_row_metadata=MINIMAL) with the names, enum
+// and set values and keys of the schema history.
+func histBinlogColumns(tm *replication.TableMapEvent, cs *mysqlconv.Charsets, hist []histColumn) ([]mysqlconv.Column, error) {
+	unsigned := tm.UnsignedMap()
+	collations := tm.CollationMap()
+	enumSetCollations := tm.EnumSetCollationMap()
+	geoms := tm.GeometryTypeMap()
+	cols := make([]mysqlconv.Column, len(hist))
+	for i, hc := range hist {
+		_, nullable := tm.Nullable(i)
+		bc := mysqlconv.BinlogColumn{
+			Name:     hc.Name,
+			Type:     tm.ColumnType[i],
+			Meta:     tm.ColumnMeta[i],
+			Unsigned: unsigned[i],
+			Nullable: nullable,
+			Key:      hc.Key,
+			Geometry: geoms[i],
+		}
+		if c, ok := collations[i]; ok {
+			bc.Collation = c
+		}
+		if tm.IsEnumOrSetColumn(i) {
+			if hc.Labels == nil {
+				return nil, &DDLError{Statement: string(tm.Schema) + "." + string(tm.Table), Reason: fmt.Sprintf(
+					"column %s is an enum or set in the TABLE_MAP event, the schema history has no values for it", hc.Name)}
+			}
+			bc.Labels, bc.Collation = hc.Labels, enumSetCollations[i]
+		}
+		c, err := mysqlconv.ColumnFromBinlog(bc, cs)
+		if err != nil {
+			return nil, fmt.Errorf("table %s.%s: %w", tm.Schema, tm.Table, err)
+		}
+		if c.Kind == mysqlconv.KindEnum || c.Kind == mysqlconv.KindSet {
+			c.Labels = slices.Clone(hc.Labels) // already UTF-8
+		}
+		if c.Kind == mysqlconv.KindGeometry && tm.IsCharacterColumn(i) {
+			c.Charset = nil
+		}
+		cols[i] = c
+	}
+	return cols, nil
+}
+
+// signalTableColumns is the signal table's layout, as the source creates
+// it; on a server without column names in the binlog its columns are
+// taken to be in this order.
+var signalTableColumns = []string{"pipeline", "window_id", "kind", "signalled_at"}
+
+// signalColumns gives the signal table's column names when the TABLE_MAP
+// has none, or nil when it does not have the documented shape.
+func signalColumns(tm *replication.TableMapEvent) []histColumn {
+	if int(tm.ColumnCount) != len(signalTableColumns) {
+		return nil
+	}
+	out := make([]histColumn, len(signalTableColumns))
+	for i, n := range signalTableColumns {
+		out[i] = histColumn{Name: n}
+	}
+	out[0].Key = 1
+	return out
 }

@@ -106,15 +106,17 @@ func (e *PrivilegeError) Error() string {
 }
 
 // MetadataError says that TABLE_MAP events of a captured table lack the
-// column metadata binlog_row_metadata=FULL writes.
+// column metadata binlog_row_metadata=FULL writes, while the source runs
+// without a schema history (the server said FULL when it started).
 type MetadataError struct {
 	Table string
 }
 
 func (e *MetadataError) Error() string {
-	return fmt.Sprintf("mysql: the binlog carries no column names for %s: it was written with binlog_row_metadata other than FULL "+
-		"(SET GLOBAL binlog_row_metadata = FULL, and in the config file); events written before the change cannot be mapped to "+
-		"columns: start the pipeline afresh from a snapshot (tapline offsets delete PIPELINE)", e.Table)
+	return fmt.Sprintf("mysql: the binlog carries no column names for %s: it was written with binlog_row_metadata other than FULL, "+
+		"although the server said FULL when the source started (SET GLOBAL binlog_row_metadata = FULL, and in the config file); "+
+		"events written before the change cannot be mapped to columns safely: start the pipeline afresh from a snapshot "+
+		"(tapline offsets delete PIPELINE), which then keeps a schema history if the server stays at MINIMAL", e.Table)
 }
 
 // classify turns a server or connection error into the error tapline

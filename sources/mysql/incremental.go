@@ -683,6 +683,9 @@ func (r *receiver) signal(ctx context.Context, e *replication.RowsEvent) error {
 			ki = i
 		}
 	}
+	if len(e.Table.ColumnName) == 0 && signalColumns(e.Table) != nil {
+		wi, ki = 1, 2 // binlog_row_metadata=MINIMAL: the documented layout
+	}
 	if wi < 0 || ki < 0 {
 		return nil
 	}

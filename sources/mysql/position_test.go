@@ -176,7 +176,8 @@ func TestCheckSettingsNamesTheFix(t *testing.T) {
 		{want: ""},
 		{change: map[string]string{"log_bin": "OFF"}, want: "log_bin is \"OFF\""},
 		{change: map[string]string{"binlog_format": "MIXED"}, want: "SET GLOBAL binlog_format = 'ROW'"},
-		{change: map[string]string{"binlog_row_metadata": "MINIMAL"}, want: "SET GLOBAL binlog_row_metadata = 'FULL'"},
+		{change: map[string]string{"binlog_row_metadata": "MINIMAL"}, want: ""}, // the schema history
+		{change: map[string]string{"binlog_row_metadata": "NO_LOG"}, want: "SET GLOBAL binlog_row_metadata = 'FULL'"},
 		{drop: "binlog_row_metadata", want: "MariaDB 10.5+ or MySQL 8.0.1+"},
 		{change: map[string]string{"binlog_row_image": "MINIMAL"}, want: "SET GLOBAL binlog_row_image = 'FULL'"},
 		{change: map[string]string{"binlog_row_image": "NOBLOB"}, rowWarn: true, want: ""},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/replication"
@@ -53,11 +54,13 @@ func (f *tableFilter) decodes(db, table string) bool {
 
 // tableInfo is a captured table as its latest TABLE_MAP event describes it.
 type tableInfo struct {
-	tm     *replication.TableMapEvent
-	id     connectors.TableID
-	schema *connectors.Schema
-	cols   []mysqlconv.Column
-	fixups []int // columns whose decoded values change: MariaDB's json (strings become connectors.JSON), uuid and inet (bytes become text)
+	tm      *replication.TableMapEvent
+	id      connectors.TableID
+	schema  *connectors.Schema
+	cols    []mysqlconv.Column
+	dec     *mysqlconv.RowDecoder // schema history: decodes the rows the parser left (deferredRows)
+	binJSON bool
+	fixups  []int // columns whose decoded values change: MariaDB's json (strings become connectors.JSON), uuid and inet (bytes become text)
 }
 
 // schemaCache is the schema history of the stream: the table version each
@@ -67,6 +70,17 @@ type schemaCache struct {
 	src      *Source
 	byID     map[uint64]*tableInfo
 	versions map[connectors.TableID]*connectors.Schema
+	hist     *schemaHistory // names, enum values and keys when the TABLE_MAP lacks them
+}
+
+// forget drops the cached TABLE_MAPs of a table (its columns changed in
+// the schema history).
+func (c *schemaCache) forget(db, table string) {
+	for k, ti := range c.byID {
+		if ti.id.Schema == db && ti.id.Name == table {
+			delete(c.byID, k)
+		}
+	}
 }
 
 func newSchemaCache(s *Source) *schemaCache {
@@ -80,11 +94,40 @@ func (c *schemaCache) tableMap(ctx context.Context, tm *replication.TableMapEven
 		return ti, nil
 	}
 	id := connectors.TableID{Schema: string(tm.Schema), Name: string(tm.Table)}
-	cols, err := binlogColumns(tm, c.src.charsets)
+	var hist []histColumn
+	if c.hist != nil {
+		k := histKey(id.Schema, id.Name)
+		if hist = c.hist.cur[k]; hist == nil {
+			var err error
+			if hist, err = c.src.catalogHistColumns(ctx, id); err != nil {
+				return nil, err
+			}
+			c.src.log.Warn("schema history: a captured table without history takes today's columns from information_schema", "table", id.String())
+			c.hist.cur[k] = hist
+		}
+	}
+	ctm := tm
+	if c.src.testMinimal {
+		// What a server with binlog_row_metadata=MINIMAL would have sent.
+		cp := *tm
+		cp.ColumnName, cp.EnumStrValue, cp.SetStrValue, cp.PrimaryKey, cp.PrimaryKeyPrefix, cp.VisibilityBitmap = nil, nil, nil, nil, nil, nil
+		ctm = &cp
+	}
+	cols, err := binlogColumns(ctm, c.src.charsets, hist)
 	if err != nil {
 		return nil, err
 	}
 	ti := &tableInfo{tm: tm, id: id}
+	if c.hist != nil {
+		// The columns as the binlog gives them, as go-mysql's goroutine
+		// would decode them: the fixups below apply to the decoded values.
+		ti.dec = &mysqlconv.RowDecoder{Cols: slices.Clone(cols), Opts: c.src.opts}
+		for _, col := range cols {
+			if col.Kind == mysqlconv.KindJSON {
+				ti.binJSON = true
+			}
+		}
+	}
 	if c.src.flavor == flavorMariaDB {
 		// MariaDB's json is longtext with a json_valid check, and its
 		// uuid, inet6 and inet4 are binary(16) and binary(4) in the
@@ -101,8 +144,16 @@ func (c *schemaCache) tableMap(ctx context.Context, tm *replication.TableMapEven
 			}
 		}
 		if candidates {
-			special, err := c.src.specialColumns(ctx, id)
-			if err != nil {
+			var special map[string]string
+			if hist != nil {
+				// The history's, as of this point of the binlog.
+				special = map[string]string{}
+				for _, hc := range hist {
+					if hc.Special != "" {
+						special[hc.Name] = hc.Special
+					}
+				}
+			} else if special, err = c.src.specialColumns(ctx, id); err != nil {
 				return nil, err
 			}
 			for i := range cols {

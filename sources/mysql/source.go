@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,9 @@ type Source struct {
 
 	acked           atomic.Pointer[posKey] // the last stream position acknowledged
 	testIncremental func(*incremental)     // tests: adjust the incremental snapshot machinery
+	testHistory     bool                   // tests: use the schema history although the server writes FULL metadata
+	testMinimal     bool                   // tests: also drop what binlog_row_metadata=MINIMAL lacks from TABLE_MAPs (names, enum/set values, key)
+	useHistory      bool                   // the server writes binlog_row_metadata=MINIMAL (or testHistory): keep a schema history
 
 	closeOnce sync.Once
 	closeErr  error
@@ -147,6 +151,10 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 		return err
 	}
 	s.server, s.flavor = info, info.flavor
+	s.useHistory = s.testHistory || s.testMinimal || !strings.EqualFold(info.vars["binlog_row_metadata"], "FULL")
+	if s.useHistory && s.rt.DataDir == "" {
+		return fmt.Errorf("mysql: the server writes binlog_row_metadata=%s: the source keeps a schema history, which needs a data directory (run under the daemon, or set binlog_row_metadata=FULL)", info.vars["binlog_row_metadata"])
+	}
 	if err := s.checkPrivileges(ctx); err != nil {
 		return err
 	}
@@ -196,6 +204,34 @@ func (s *Source) Open(ctx context.Context, pos connectors.Position) error {
 		}
 	}
 	r := newReceiver(s, start)
+	if s.useHistory {
+		var at *posKey
+		switch {
+		case stored != nil:
+			k := keyOf(*stored)
+			at = &k
+		case resume != nil:
+			k := keyOf(resume.Start)
+			at = &k
+		}
+		h, err := loadHistory(historyFile(s.rt.DataDir, s.rt.Pipeline), at)
+		if err != nil {
+			return err
+		}
+		added, err := s.seedHistory(ctx, h, tables)
+		if err != nil {
+			return err
+		}
+		if added && at != nil {
+			s.log.Warn("schema history: tables without history at the stored position take today's columns from information_schema", "position", start.String())
+		}
+		if added || len(h.entries) == 0 {
+			if err := h.record(keyOf(start), "", nil); err != nil {
+				return err
+			}
+		}
+		r.hist, r.cache.hist, r.dec.history = h, h, true
+	}
 	if stored != nil {
 		k := keyOf(*stored)
 		s.acked.Store(&k)

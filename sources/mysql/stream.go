@@ -29,6 +29,7 @@ type receiver struct {
 	log   *slog.Logger
 	dec   *rowsDecoder
 	cache *schemaCache
+	hist  *schemaHistory // binlog_row_metadata=MINIMAL: the columns' names, enum values and keys
 
 	syncer   *replication.BinlogSyncer
 	streamer *replication.BinlogStreamer
@@ -314,7 +315,7 @@ func (r *receiver) event(ctx context.Context, ev *replication.BinlogEvent) error
 	case *replication.TableMapEvent:
 		if r.src.filter.match(string(e.Schema), string(e.Table)) {
 			if _, err := r.cache.tableMap(ctx, e); err != nil {
-				return err
+				return r.ddlErr(err)
 			}
 		}
 	case *replication.RowsEvent:
@@ -501,6 +502,11 @@ func (r *receiver) query(ctx context.Context, h *replication.EventHeader, e *rep
 			}
 		}
 	}
+	if r.hist != nil {
+		if err := r.historyDDL(ctx, string(e.Schema), q); err != nil {
+			return err
+		}
+	}
 	if r.tx.standalone {
 		// MariaDB marks a statement that is its own transaction (DDL).
 		// Others (MySQL's DDL, CREATE TABLE ... SELECT with its rows) end
@@ -580,7 +586,16 @@ func (r *receiver) rows(ctx context.Context, h *replication.EventHeader, e *repl
 	if ti == nil || ti.tm != e.Table {
 		var err error
 		if ti, err = r.cache.tableMap(ctx, e.Table); err != nil {
-			return err
+			return r.ddlErr(err)
+		}
+	}
+	if len(e.Rows) == 1 && len(e.Rows[0]) == 1 {
+		if d, ok := e.Rows[0][0].(deferredRows); ok {
+			rows, err := decodeWith(ti.dec, ti.binJSON, e, d.data, d.pos)
+			if err != nil {
+				return fmt.Errorf("mysql: table %s: %w", ti.id, err)
+			}
+			e.Rows = rows
 		}
 	}
 	var op connectors.Op
@@ -805,3 +820,28 @@ func (d debugOnly) Handle(ctx context.Context, r slog.Record) error {
 
 func (d debugOnly) WithAttrs(a []slog.Attr) slog.Handler { return debugOnly{d.Handler.WithAttrs(a)} }
 func (d debugOnly) WithGroup(g string) slog.Handler      { return debugOnly{d.Handler.WithGroup(g)} }
+
+// historyDDL applies a statement to the schema history and, when it changed
+// a captured table, stores the history before anything after it is
+// emitted.
+func (r *receiver) historyDDL(ctx context.Context, db, q string) error {
+	changed, err := r.src.applyDDL(ctx, r.hist, db, q, r.pos.String()+" (transaction "+r.tx.id+")")
+	if err != nil || len(changed) == 0 {
+		return err
+	}
+	for k := range changed {
+		d, t := splitHistKey(k)
+		r.cache.forget(d, t)
+	}
+	r.log.Info("schema history: DDL applied", "statement", q, "tables", len(changed))
+	return r.hist.record(posKey{Kind: r.src.kind, Commit: r.tx.commit}, q, r.src.acked.Load())
+}
+
+// ddlErr adds the position to a schema history error.
+func (r *receiver) ddlErr(err error) error {
+	var de *DDLError
+	if errors.As(err, &de) && de.Position == "" {
+		de.Position = r.pos.String()
+	}
+	return err
+}
