@@ -103,3 +103,39 @@ func TakeSnapshotRequests(dataDir, pipeline string, keep func(tables []string) e
 	}
 	return nil
 }
+
+// LoadSnapshotState reads a database source's incremental snapshot
+// progress (state.json in SnapshotDir) into v, reporting false when there
+// is none yet.
+func LoadSnapshotState(dataDir, pipeline string, v any) (bool, error) {
+	path := filepath.Join(SnapshotDir(dataDir, pipeline), "state.json")
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("incremental snapshot state: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("incremental snapshot state %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// SaveSnapshotState replaces the progress LoadSnapshotState reads with v,
+// atomically (a temporary file renamed over it).
+func SaveSnapshotState(dataDir, pipeline string, v any) error {
+	dir := SnapshotDir(dataDir, pipeline)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("incremental snapshot state: %w", err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ".state.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("incremental snapshot state: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, "state.json"))
+}

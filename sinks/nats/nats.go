@@ -166,7 +166,7 @@ type Sink struct {
 	acks      chan ackItem
 	ackerStop chan struct{}
 	ackerDone chan struct{}
-	inFlight  atomicMax // unacknowledged messages now, and the peak; for tests
+	inFlight  peakCounter // unacknowledged messages now, and the peak; for tests
 
 	freeMu sync.Mutex
 	free   []*buffers // buffers of batches known stored, for reuse
@@ -211,22 +211,20 @@ func (p *pending) fail(err error) {
 	p.nFailed++
 }
 
-func (p *pending) firstErr() error { return p.first }
-
-// atomicMax counts and remembers the highest count.
-type atomicMax struct {
+// peakCounter counts and remembers the highest count.
+type peakCounter struct {
 	mu       sync.Mutex
 	now, max int
 }
 
-func (a *atomicMax) add(d int) {
+func (a *peakCounter) add(d int) {
 	a.mu.Lock()
 	a.now += d
 	a.max = max(a.max, a.now)
 	a.mu.Unlock()
 }
 
-func (a *atomicMax) peak() int {
+func (a *peakCounter) peak() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.max
@@ -686,7 +684,7 @@ func (s *Sink) acker(acks <-chan ackItem, slots <-chan struct{}, stop <-chan str
 			p := it.p
 			if p.err == nil && p.nFailed > 0 {
 				p.err = connectors.Retryable(fmt.Errorf("nats: %d of %d message(s) of the batch were not acknowledged by stream %q (first: %s); the batch will be written again and JetStream drops what was stored",
-					p.nFailed, p.n, s.stream, s.cfg.Scrub(p.firstErr())))
+					p.nFailed, p.n, s.stream, s.cfg.Scrub(p.first)))
 			}
 			close(p.done)
 			if p.err == nil {

@@ -6,12 +6,8 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -125,7 +121,6 @@ type window struct {
 // receiver's goroutine uses it.
 type incremental struct {
 	src         *Source
-	dir         string
 	state       incrState
 	win         *window
 	lastPoll    time.Time
@@ -142,17 +137,13 @@ type incremental struct {
 func (s *Source) newIncremental(stored *streamPos) (*incremental, error) {
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
-	in := &incremental{src: s, dir: connectors.SnapshotDir(s.rt.DataDir, s.rt.Pipeline), run: hex.EncodeToString(rnd[:])}
-	path := filepath.Join(in.dir, "state.json")
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return in, nil
-	case err != nil:
-		return nil, fmt.Errorf("mysql: incremental snapshot state: %w", err)
+	in := &incremental{src: s, run: hex.EncodeToString(rnd[:])}
+	found, err := connectors.LoadSnapshotState(s.rt.DataDir, s.rt.Pipeline, &in.state)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: %w", err)
 	}
-	if err := json.Unmarshal(b, &in.state); err != nil {
-		return nil, fmt.Errorf("mysql: incremental snapshot state %s: %w", path, err)
+	if !found {
+		return in, nil
 	}
 	// Chunks after the stored position were not made durable: read them
 	// again.
@@ -220,18 +211,10 @@ func (in *incremental) prune(acked *posKey) {
 }
 
 func (in *incremental) save() error {
-	if err := os.MkdirAll(in.dir, 0o755); err != nil {
-		return fmt.Errorf("mysql: incremental snapshot state: %w", err)
+	if err := connectors.SaveSnapshotState(in.src.rt.DataDir, in.src.rt.Pipeline, in.state); err != nil {
+		return fmt.Errorf("mysql: %w", err)
 	}
-	b, err := json.Marshal(in.state)
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(in.dir, ".state.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("mysql: incremental snapshot state: %w", err)
-	}
-	return os.Rename(tmp, filepath.Join(in.dir, "state.json"))
+	return nil
 }
 
 // nextPoll is when step next looks for requests.

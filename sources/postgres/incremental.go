@@ -2,12 +2,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -78,7 +74,6 @@ type window struct {
 // incremental is the receiver's incremental snapshot machinery.
 type incremental struct {
 	src      *Source
-	dir      string
 	state    incrState
 	win      *window
 	lastPoll time.Time
@@ -89,16 +84,13 @@ type incremental struct {
 }
 
 func (s *Source) newIncremental(stored connectors.TxPosition, hasStored bool) (*incremental, error) {
-	in := &incremental{src: s, dir: connectors.SnapshotDir(s.rt.DataDir, s.rt.Pipeline)}
-	b, err := os.ReadFile(filepath.Join(in.dir, "state.json"))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return in, nil
-	case err != nil:
-		return nil, fmt.Errorf("postgres: incremental snapshot state: %w", err)
+	in := &incremental{src: s}
+	found, err := connectors.LoadSnapshotState(s.rt.DataDir, s.rt.Pipeline, &in.state)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	if err := json.Unmarshal(b, &in.state); err != nil {
-		return nil, fmt.Errorf("postgres: incremental snapshot state %s: %w", filepath.Join(in.dir, "state.json"), err)
+	if !found {
+		return in, nil
 	}
 	// Chunks after the stored position were not made durable: read them
 	// again.
@@ -163,18 +155,10 @@ func (in *incremental) prune(acked uint64) {
 }
 
 func (in *incremental) save() error {
-	if err := os.MkdirAll(in.dir, 0o755); err != nil {
-		return fmt.Errorf("postgres: incremental snapshot state: %w", err)
+	if err := connectors.SaveSnapshotState(in.src.rt.DataDir, in.src.rt.Pipeline, in.state); err != nil {
+		return fmt.Errorf("postgres: %w", err)
 	}
-	b, err := json.Marshal(in.state)
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(in.dir, ".state.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("postgres: incremental snapshot state: %w", err)
-	}
-	return os.Rename(tmp, filepath.Join(in.dir, "state.json"))
+	return nil
 }
 
 // step runs between stream messages: it takes new requests, and when no
