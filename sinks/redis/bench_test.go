@@ -6,35 +6,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tapline/tapline/connectors"
 )
 
-// bareHSET is the second baseline of BenchmarkUpsert: a script that only
-// runs HSET key field value ... for each row (ARGV: per row the key and
-// its five field-value pairs), with no position, no checks, no DEL and no
-// key list: what any one-script-per-batch writer costs at least.
-var bareHSET = redis.NewScript(`
-for i = 1, #ARGV, 11 do redis.call('HSET', unpack(ARGV, i, i + 10)) end
-return 'ok'
-`)
-
 // BenchmarkUpsert writes TAPLINE_BENCH_ROWS (default 1,000,000) upserts of
-// a 5-column row, in batches of 1,000, four ways, with the sink's own
+// a 5-column row, in batches of 1,000, three ways, with the sink's own
 // go-redis client, interleaved batch by batch (batch i of each way, in
 // turns, the order rotating) so that the load of a shared machine falls
-// on all four alike:
+// on all three alike:
 //
 //   - pipe: plain HSET per key, 1,000 per pipeline;
 //   - multi: the same HSETs in one MULTI/EXEC per batch;
-//   - lua: the same HSETs in one bare script per batch (bareHSET);
 //   - sink: WriteBatch of the same rows as create events.
 //
 // Each way turns the same row values into strings and keys inside its
 // timing; the events themselves are built outside the sink's. It reports
 // each rate, the sink's rate over the faster of pipe and multi (the goal
-// is 0.8) and over lua, and how long the truncate of all the rows takes.
+// is 0.8), and how long the truncate of all the sink's rows takes (a SCAN
+// of the whole database, which holds the rows of all three ways).
 // Run it once:
 //
 //	go test -run '^$' -bench Upsert -benchtime 1x ./sinks/redis/
@@ -74,18 +63,10 @@ func BenchmarkUpsert(b *testing.B) {
 			_, err := pipe.Exec(ctx)
 			return err
 		}},
-		{"lua", func(from, to int) error {
-			args := make([]any, 0, 11*(to-from))
-			for i := from; i < to; i++ {
-				args = append(args, e.prefix+"orders_l:"+strconv.Itoa(i))
-				args = append(args, fields(vals[i])...)
-			}
-			return bareHSET.Run(ctx, s.rdb, nil, args...).Err()
-		}},
 		{"sink", nil}, // below: it needs its events built first
 	}
 	evs := make([]connectors.Event, batchSize)
-	var took [4]time.Duration
+	var took [3]time.Duration
 	var truncTime time.Duration
 	b.ReportAllocs()
 	for b.Loop() {
@@ -113,7 +94,7 @@ func BenchmarkUpsert(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		for _, k := range []string{"orders:", "orders_p:", "orders_m:", "orders_l:"} {
+		for _, k := range []string{"orders:", "orders_p:", "orders_m:"} {
 			if got, _ := s.rdb.HGet(ctx, e.prefix+k+strconv.Itoa(rows-1), "amount").Result(); got != vals[rows-1][4] {
 				b.Fatalf("the last row of %s reads %q", k, got)
 			}
@@ -137,7 +118,6 @@ func BenchmarkUpsert(b *testing.B) {
 		b.ReportMetric(rate(took[w]), ways[w].name+"-rows/s")
 	}
 	plain := max(rate(took[0]), rate(took[1]))
-	b.ReportMetric(rate(took[3])/plain, "sink/plain")
-	b.ReportMetric(rate(took[3])/rate(took[2]), "sink/lua")
+	b.ReportMetric(rate(took[2])/plain, "sink/plain")
 	b.ReportMetric(truncTime.Seconds()/float64(b.N), "truncate-s")
 }

@@ -19,22 +19,22 @@ const (
 	// faultFirstWrite fails the next write before anything is sent: the
 	// batch never reaches Redis (a crash before the atomic unit).
 	faultFirstWrite
-	// faultTornScript sends part of the batch script's request and cuts
-	// the connection: Redis never runs an incomplete command (a crash
-	// within the atomic unit).
-	faultTornScript
-	// faultLostReply sends the whole script and cuts the connection before
-	// the reply is read: the batch is applied but the sink does not know
-	// (a crash right after the atomic unit).
+	// faultTornBatch sends part of the batch's transaction (MULTI, some
+	// commands) and cuts the connection: Redis discards a transaction
+	// whose EXEC it never got (a crash within the atomic unit).
+	faultTornBatch
+	// faultLostReply sends the whole transaction and cuts the connection
+	// before the reply is read: the batch is applied but the sink does not
+	// know (a crash right after the atomic unit).
 	faultLostReply
 )
 
 type injector struct {
-	mu       sync.Mutex
-	armed    fault
-	fired    int
-	tornAt   int    // bytes of the script request sent before a torn cut
-	onScript func() // runs once, before the next script request is sent
+	mu      sync.Mutex
+	armed   fault
+	fired   int
+	tornAt  int    // bytes of the transaction sent before a torn cut
+	onBatch func() // runs once, before the next transaction is sent
 }
 
 func (in *injector) arm(f fault, tornAt int) {
@@ -65,25 +65,24 @@ var errInjected = &net.OpError{Op: "write", Net: "tcp", Err: errors.New("injecte
 
 type faultConn struct {
 	net.Conn
-	in       *injector
-	cutRead  bool // the lost-reply fault: fail the next read
-	inScript bool // the script request is being sent in several writes
+	in      *injector
+	cutRead bool // the lost-reply fault: fail the next read
 }
 
-// isScript reports whether a write starts a script request: the command
-// name comes first, in any case.
-func isScript(b []byte) bool {
+// isBatch reports whether a write starts a batch's transaction: MULTI
+// comes first, in any case.
+func isBatch(b []byte) bool {
 	head := bytes.ToUpper(b[:min(len(b), 32)])
-	return bytes.Contains(head, []byte("\r\nEVALSHA\r\n")) || bytes.Contains(head, []byte("\r\nEVAL\r\n"))
+	return bytes.HasPrefix(head, []byte("*1\r\n$5\r\nMULTI\r\n"))
 }
 
 func (c *faultConn) Write(b []byte) (int, error) {
 	in := c.in
 	in.mu.Lock()
-	script := isScript(b)
-	if script && in.onScript != nil {
-		f := in.onScript
-		in.onScript = nil
+	batch := isBatch(b)
+	if batch && in.onBatch != nil {
+		f := in.onBatch
+		in.onBatch = nil
 		in.mu.Unlock()
 		f()
 		in.mu.Lock()
@@ -95,7 +94,7 @@ func (c *faultConn) Write(b []byte) (int, error) {
 		in.mu.Unlock()
 		c.Conn.Close()
 		return 0, errInjected
-	case in.armed == faultTornScript && script:
+	case in.armed == faultTornBatch && batch:
 		in.armed = faultNone
 		in.fired++
 		n := min(in.tornAt, len(b)-1)
@@ -103,7 +102,7 @@ func (c *faultConn) Write(b []byte) (int, error) {
 		c.Conn.Write(b[:n])
 		c.Conn.Close()
 		return n, errInjected
-	case in.armed == faultLostReply && script:
+	case in.armed == faultLostReply && batch:
 		in.armed = faultNone
 		in.fired++
 		c.cutRead = true

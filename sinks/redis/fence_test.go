@@ -81,7 +81,7 @@ func TestRowChangedAfterReadIsReread(t *testing.T) {
 	mustWrite(t, s, batch(change(connectors.OpCreate, ordersSchema, 1, nil, vals(int64(1), int64(10), "s", nil, nil))))
 	scripts := 0
 	in.mu.Lock()
-	in.onScript = func() {
+	in.onBatch = func() {
 		scripts++
 		e.rc.HSet(ctx, e.prefix+"orders:1", "customer_id", "99")
 	}

@@ -75,7 +75,43 @@ func parseTemplate(s string) (*keyTemplate, error) {
 	if pks != 1 {
 		return nil, fmt.Errorf("key_template %q: needs {pk} exactly once (it has it %d times), so that every row has its own key", s, pks)
 	}
+	if err := t.delimited(); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// delimited checks that a ':' separates {pk} from the nearest {db},
+// {schema} or {table} on each side. Those placeholders and {pk} never hold
+// a ':' of their own (see escape), so then the keys of two tables that do
+// not share all their keys never match each other's pattern (see
+// tableInfo.pattern): truncate and rebuild find a table's keys by it.
+func (t *keyTemplate) delimited() error {
+	pk := 0
+	for i, p := range t.parts {
+		if p.ph == "pk" {
+			pk = i
+		}
+	}
+	varies := func(p tmplPart) bool { return p.ph == "db" || p.ph == "schema" || p.ph == "table" }
+	check := func(i, step int) error {
+		colon := false
+		for ; i >= 0 && i < len(t.parts); i += step {
+			p := t.parts[i]
+			if varies(p) {
+				if !colon {
+					return fmt.Errorf("key_template %q: put a ':' between {%s} and {pk} (e.g. {table}:{pk}); the sink finds a table's keys by the text around {pk}, which must tell tables apart", t.src, p.ph)
+				}
+				return nil
+			}
+			colon = colon || strings.Contains(p.lit, ":")
+		}
+		return nil
+	}
+	if err := check(pk-1, -1); err != nil {
+		return err
+	}
+	return check(pk+1, 1)
 }
 
 // tableVars are the values of a table's placeholders, escaped.
@@ -111,6 +147,26 @@ func (t *keyTemplate) split(v tableVars) (head, tail string) {
 		}
 	}
 	return head, b.String()
+}
+
+// globEscape escapes the characters that are special in a Redis glob
+// pattern (SCAN MATCH), so that s matches only itself.
+func globEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 4)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // escape makes a value safe to use as one part of a key: '%' becomes "%25"

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/tapline/tapline/connectors"
@@ -13,7 +14,8 @@ func TestTemplateSplit(t *testing.T) {
 	}{
 		{"{table}:{pk}", "", "orders:", ""},
 		{"{table}:{pk}", "app:", "app:orders:", ""},
-		{"{prefix}v1/{db}/{schema}.{table}/{pk}/row", "app:", "app:v1/shop%3Adb/public.orders/", "/row"},
+		{"{prefix}v1/{db}/{schema}.{table}:{pk}/row", "app:", "app:v1/shop%3Adb/public.orders:", "/row"},
+		{"{pk}:{table}", "app:", "app:", ":orders"},
 		{"{pk}", "", "", ""},
 	} {
 		tm, err := parseTemplate(tc.tmpl)
@@ -23,6 +25,47 @@ func TestTemplateSplit(t *testing.T) {
 		head, tail := tm.split(tableVars{prefix: tc.prefix, db: escape("shop:db"), schema: "public", table: "orders"})
 		if head != tc.head || tail != tc.tail {
 			t.Errorf("%s with prefix %q: %q + pk + %q, want %q + pk + %q", tc.tmpl, tc.prefix, head, tail, tc.head, tc.tail)
+		}
+	}
+}
+
+// A ':' must separate {pk} from the nearest {db}, {schema} or {table} on
+// each side, so that a table's key pattern matches only its keys.
+func TestTemplateNeedsColon(t *testing.T) {
+	for tmpl, ok := range map[string]bool{
+		"{table}:{pk}":             true,
+		"{table}:v{pk}":            true,
+		"{pk}:{table}":             true,
+		"{prefix}{table}:{pk}":     true,
+		"{table}:{pk}/{schema}":    false,
+		"{table}/{pk}":             false,
+		"{table}{pk}":              false,
+		"{schema}:{table}-{pk}":    false,
+		"row:{pk}":                 true,
+		"{db}:x/{pk}/{table}:y":    false,
+		"{db}:x/{pk}:/{table}:y":   true,
+		"{prefix}{pk}{prefix}":     true,
+		"{table}:{prefix}{pk}":     true,
+		"{table}{prefix}:{pk}":     true,
+		"{table}{prefix}{pk}":      false,
+		"{pk}{db}":                 false,
+		"v1:{schema}.{table}:{pk}": true,
+	} {
+		_, err := parseTemplate(tmpl)
+		if ok && err != nil {
+			t.Errorf("%s: %v", tmpl, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "put a ':' between")) {
+			t.Errorf("%s: err = %v, want one asking for a ':'", tmpl, err)
+		}
+	}
+}
+
+// globEscape makes text match only itself in SCAN MATCH.
+func TestGlobEscape(t *testing.T) {
+	for in, want := range map[string]string{"orders:": "orders:", `a*b?c[d]e\f`: `a\*b\?c\[d\]e\\f`} {
+		if got := globEscape(in); got != want {
+			t.Errorf("globEscape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -1,15 +1,15 @@
 // Package redis is the "redis" sink: a view of the captured tables in Redis,
 // one key per row, as a hash of column → string form or as a JSON document.
 //
-// Each batch is applied by one Lua script together with the pipeline's
-// position, which makes the sink a connectors.AtomicSink (exactly-once: a
-// batch at or before the stored position is skipped). The script also
-// stores the furthest origin positions applied (connectors.OriginTracker,
-// for read-your-writes), maintains optional secondary index sets, and
-// tracks the keys of every table so that a truncate deletes exactly that
-// table's keys. For `tapline rebuild` (connectors.ShadowSink) a shadow copy
-// is written under its own prefix and promoted by renaming its keys in one
-// script.
+// Each batch is applied by one MULTI/EXEC transaction together with the
+// pipeline's position, fenced by a WATCH of that position, which makes the
+// sink a connectors.AtomicSink (exactly-once: a batch at or before the
+// stored position is skipped). The transaction also stores the furthest
+// origin positions applied (connectors.OriginTracker, for
+// read-your-writes) and maintains optional secondary index sets. A
+// truncate deletes every key matching the table's key pattern. For
+// `tapline rebuild` (connectors.ShadowSink) a shadow copy is written under
+// its own prefix and promoted by renaming its keys in one Lua script.
 //
 // Readers need nothing from tapline: they read plain keys
 // (HGETALL orders:42, or GET for the json format).
@@ -59,7 +59,7 @@ type Config struct {
 	TTL         time.Duration `yaml:"ttl" doc:"expire each row key this long after its last write; 0 keeps rows until deleted"`
 	Indexes     []Index       `yaml:"indexes" doc:"secondary index sets: for each {table, column}, a set <row key with {pk} = by:<column>:<value>> of the primary keys of the rows holding that value"`
 
-	OffsetsPrefix string `yaml:"offsets_prefix" doc:"the position is stored at <offsets_prefix><pipeline>, the origins and key lists next to it"`
+	OffsetsPrefix string `yaml:"offsets_prefix" doc:"the position is stored at <offsets_prefix><pipeline>, the origins, table list and format next to it"`
 	ShadowPrefix  string `yaml:"shadow_prefix" doc:"a rebuild writes its shadow keys under <shadow_prefix><pipeline>: until it is promoted"`
 }
 
@@ -134,7 +134,7 @@ type Sink struct {
 
 	// Test hooks: dial replaces the network dialer; applyLog, when set,
 	// makes every applied batch also RPUSH the positions of the events it
-	// applies to that list, inside the batch's script.
+	// applies to that list, inside the batch's transaction.
 	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	applyLog string
 
@@ -146,9 +146,12 @@ type Sink struct {
 	meta      metaKeys
 	keyPrefix string              // "" live; <shadow_prefix><pipeline>: for a shadow
 	committed connectors.Position // the stored position, as this sink last saw or wrote it
-	tables    map[tableIdent]*tableInfo
-	spaces    map[string]tableIdent // key pattern → the first table seen with it
-	schemas   map[schemaKey]*schemaInfo
+	listed    map[string]bool     // the table list's entries (tableInfo.space) known to be stored
+	// formatStored is set once the format key holds cfg.Format.
+	formatStored bool
+	tables       map[tableIdent]*tableInfo
+	spaces       map[string]tableIdent // key pattern → the first table seen with it
+	schemas      map[schemaKey]*schemaInfo
 
 	omu     sync.Mutex
 	origins connectors.Origins // committed origins, per connectors.OriginKey
@@ -176,6 +179,7 @@ func New(cfg Config, rt connectors.Runtime) (*Sink, error) {
 		tmpl:     tmpl,
 		log:      rt.Log(),
 		pipeline: pipeline,
+		listed:   map[string]bool{},
 		tables:   map[tableIdent]*tableInfo{},
 		spaces:   map[string]tableIdent{},
 		schemas:  map[schemaKey]*schemaInfo{},
@@ -185,16 +189,21 @@ func New(cfg Config, rt connectors.Runtime) (*Sink, error) {
 
 // metaKeys are the keys the sink keeps its own state in.
 type metaKeys struct {
-	pos         string // the position: <offsets_prefix><pipeline>
-	origins     string // hash of origin key → position
-	tables      string // set of the key lists
-	trackPrefix string // key list of a table: trackPrefix + its key pattern
+	pos     string // the position: <offsets_prefix><pipeline>
+	origins string // hash of origin key → position
+	tables  string // the table list: set of the glob patterns of the tables written (tableInfo.space)
+	format  string // the format the view is written in
+	// oldLists is where earlier versions of the sink kept a list of each
+	// table's keys, named in the table list (see migrate).
+	oldLists string
 }
 
 func newMetaKeys(offsetsPrefix, pipeline string) metaKeys {
 	base := offsetsPrefix + pipeline
-	return metaKeys{pos: base, origins: base + ":origins", tables: base + ":tables", trackPrefix: base + ":keys:"}
+	return metaKeys{pos: base, origins: base + ":origins", tables: base + ":tables", format: base + ":format", oldLists: base + ":keys:"}
 }
+
+func (m metaKeys) all() []string { return []string{m.pos, m.origins, m.tables, m.format} }
 
 // UseShadow makes the sink write a shadow copy of the view: keys under
 // <shadow_prefix><pipeline>:, its position under <pipeline>#shadow. Call it
@@ -262,16 +271,39 @@ func (s *Sink) Open(ctx context.Context) error {
 		return err
 	}
 	if s.shadow {
-		n, err := s.rdb.Exists(ctx, s.meta.pos, s.meta.tables).Result()
+		n, err := s.rdb.Exists(ctx, s.meta.all()...).Result()
 		if err != nil {
 			return s.wrap("look for an abandoned shadow", err)
 		}
 		if n > 0 {
 			s.log.Info("redis: deleting the shadow copy an abandoned rebuild left", "position_key", s.meta.pos)
 		}
-		if err := clearScript.Run(ctx, s.rdb, []string{s.meta.pos, s.meta.origins, s.meta.tables}).Err(); err != nil {
+		// It may take long (a SCAN of the database): no read timeout, only ctx.
+		if err := clearScript.Run(ctx, s.rdb.WithTimeout(0), s.meta.all(), globEscape(s.keyPrefix)+"*").Err(); err != nil {
 			return s.wrap("delete the abandoned shadow copy", err)
 		}
+	}
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	format, err := s.rdb.Get(ctx, s.meta.format).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+	case err != nil:
+		return s.wrap("read the view's format at "+s.meta.format, err)
+	case format != s.cfg.Format:
+		return fmt.Errorf("redis: format: the view of pipeline %s was written as %s (%s), and the config says %s; rebuild it (tapline rebuild %s) to change its format, or give it another key_prefix and offsets_prefix",
+			s.pipeline, format, s.meta.format, s.cfg.Format, s.pipeline)
+	default:
+		s.formatStored = true
+	}
+	listed, err := s.rdb.SMembers(ctx, s.meta.tables).Result()
+	if err != nil {
+		return s.wrap("read the table list at "+s.meta.tables, err)
+	}
+	s.listed = make(map[string]bool, len(listed))
+	for _, sp := range listed {
+		s.listed[sp] = true
 	}
 	if err := s.loadOrigins(ctx); err != nil {
 		return err
@@ -336,10 +368,11 @@ func (s *Sink) AppliedOrigins(context.Context) (map[string]string, error) {
 
 // Promote replaces the live view with the shadow one in one Lua script:
 // the live view's keys are deleted and the shadow keys renamed to their
-// live names (keeping their TTLs), and the shadow position and origins
-// become the live ones. Readers see the old view or the new one, never a
-// mix; Redis serves nobody else while the script runs (time proportional to
-// the keys of both views). The sink is then closed.
+// live names (keeping their TTLs), and the shadow position, origins, table
+// list and format become the live ones. Readers see the old view or the
+// new one, never a mix; Redis serves nobody else while the script runs
+// (it scans the database, and moves the keys of both views). The sink is
+// then closed.
 func (s *Sink) Promote(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.shadow || !s.opened || s.closed {
@@ -347,9 +380,9 @@ func (s *Sink) Promote(ctx context.Context) error {
 		return errors.New("redis: Promote needs a sink opened after UseShadow")
 	}
 	live := newMetaKeys(s.cfg.OffsetsPrefix, s.pipeline)
-	keys := []string{live.pos, live.origins, live.tables, s.meta.pos, s.meta.origins, s.meta.tables}
+	keys := append(live.all(), s.meta.all()...)
 	// The script may run longer than one batch: no read timeout, only ctx.
-	n, err := promoteScript.Run(ctx, s.rdb.WithTimeout(0), keys, s.keyPrefix, live.trackPrefix, s.meta.trackPrefix).Int64()
+	n, err := promoteScript.Run(ctx, s.rdb.WithTimeout(0), keys, s.keyPrefix, globEscape(s.keyPrefix)+"*").Int64()
 	s.mu.Unlock()
 	if err != nil {
 		cerr := s.Close(context.WithoutCancel(ctx))
@@ -357,6 +390,40 @@ func (s *Sink) Promote(ctx context.Context) error {
 	}
 	s.log.Info("redis: promoted the shadow copy", "keys", n, "position_key", live.pos)
 	return s.Close(ctx)
+}
+
+// migrate turns a table list written by an earlier version of the sink,
+// which named a list of each table's keys, into one of key patterns, and
+// deletes those lists: the sink now finds a table's keys by its pattern.
+func (s *Sink) migrate(ctx context.Context) error {
+	entries, err := s.rdb.SMembers(ctx, s.meta.tables).Result()
+	if err != nil {
+		return s.wrap("read the table list at "+s.meta.tables, err)
+	}
+	var old []string
+	for _, e := range entries {
+		if strings.HasPrefix(e, s.meta.oldLists) {
+			old = append(old, e)
+		}
+	}
+	if len(old) == 0 {
+		return nil
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, list := range old {
+			// The list was named after the table's keys: <head>{pk}<tail>.
+			head, tail, _ := strings.Cut(strings.TrimPrefix(list, s.meta.oldLists), "{pk}")
+			p.SAdd(ctx, s.meta.tables, globEscape(head)+"*"+globEscape(tail))
+			p.SRem(ctx, s.meta.tables, list)
+			p.Unlink(ctx, list)
+		}
+		return nil
+	})
+	if err != nil {
+		return s.wrap("convert the table list at "+s.meta.tables, err)
+	}
+	s.log.Info("redis: converted the table list of an earlier version; its key lists are deleted", "tables", len(old))
+	return nil
 }
 
 // Close closes the connection. A second Close, or one without Open,
@@ -444,12 +511,12 @@ func (info serverInfo) required(addr string) error {
 		errs = append(errs, fmt.Errorf("redis: %s is a read-only replica (role:%s); point addr at the primary", addr, role))
 	}
 	if info["cluster_enabled"] == "1" {
-		errs = append(errs, fmt.Errorf("redis: %s runs in cluster mode, which the sink does not support (its scripts touch keys of many slots); use a standalone server", addr))
+		errs = append(errs, fmt.Errorf("redis: %s runs in cluster mode, which the sink does not support (a batch touches keys of many slots); use a standalone server", addr))
 	}
 	if v := info["redis_version"]; v != "" {
 		var major int
 		if _, err := fmt.Sscanf(v, "%d.", &major); err == nil && major < 5 {
-			errs = append(errs, fmt.Errorf("redis: %s runs Redis %s; the sink needs 5.0 or later (ZPOPMIN)", addr, v))
+			errs = append(errs, fmt.Errorf("redis: %s runs Redis %s; the sink needs 5.0 or later", addr, v))
 		}
 	}
 	return errors.Join(errs...)
@@ -459,7 +526,7 @@ func (info serverInfo) required(addr string) error {
 func (info serverInfo) warnings() []string {
 	var out []string
 	if p := info["maxmemory_policy"]; strings.HasPrefix(p, "allkeys-") {
-		out = append(out, fmt.Sprintf("maxmemory-policy is %s: Redis may evict the stored position and key lists, and the view then loses exactly-once and truncate/rebuild accuracy; use noeviction or a volatile-* policy", p))
+		out = append(out, fmt.Sprintf("maxmemory-policy is %s: Redis may evict the stored position and table list, and the view then loses exactly-once and rebuild accuracy; use noeviction or a volatile-* policy", p))
 	}
 	if info["aof_enabled"] == "0" {
 		out = append(out, "appendonly is off: a Redis restart loses the writes since the last snapshot, after tapline has acknowledged them upstream; set appendonly yes (and appendfsync always for no loss at all)")

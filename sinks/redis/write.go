@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,25 +25,24 @@ import (
 //     values; the kept columns of a json row whose update left some
 //     Unchanged) and that the batch has not itself written or truncated
 //     before needing them.
-//  3. read: those rows are read (HGETALL or GET), in one pipeline.
-//  4. plan: the batch becomes one list of Redis commands, simulating the
-//     batch's effect on the rows read (the overlay), with checks that the
-//     rows read are still as read. Whole-row writes and deletes of
-//     distinct keys go in groups (rowGroup): one DEL and one SADD (or
-//     ZADD) for a whole group instead of one per row.
-//  5. batchScript runs the checks and the commands, and stores the
-//     position, atomically. If a row changed since it was read (a TTL
-//     expiry, another writer), the script writes nothing and the sink goes
-//     back to 3, up to maxAttempts times.
+//  3. On one connection, in one round trip: WATCH the position key and
+//     those rows, GET the position, read the rows (HGETALL or GET). A
+//     position other than the one this sink last stored stops here (see
+//     WriteBatch).
+//  4. plan: the batch becomes a list of Redis commands, simulating its
+//     effect on the rows read (the overlay) to move index entries.
+//  5. MULTI, the commands, SET of the position, HSET of the origins, EXEC:
+//     Redis runs them with nothing in between, and not at all when a
+//     WATCHed key changed since step 3 (another writer, an expiry); then
+//     the sink goes back to 3, up to maxAttempts times.
+//
+// A transaction, unlike a script, does not stop at a failing command. The
+// only command of a batch that can fail once queued is one on a key of
+// another type (WRONGTYPE: another application wrote a string where the
+// sink keeps a hash, say); apply says what the sink does then.
 
 const (
 	maxAttempts = 5
-	// maxPairs bounds the field-value pairs of one HSET, so that no
-	// command exceeds what Lua's unpack takes.
-	maxPairs = 1000
-	// trackSlack is how long past its expiry a key stays in its table's
-	// key list, to allow for clock skew between tapline and Redis.
-	trackSlack = time.Minute
 	// maxTables bounds the per-table and per-schema caches.
 	maxTables = 4096
 )
@@ -63,8 +63,10 @@ func (id tableIdent) String() string {
 type tableInfo struct {
 	ident      tableIdent
 	head, tail string   // a row's key is head + pk + tail
-	track      string   // the key list: the set (zset with a TTL) of the table's keys
+	pattern    string   // the glob pattern of its keys: its rows and index sets
+	space      string   // pattern without a shadow's key prefix: its entry in the table list
 	indexes    []string // the indexed columns
+	err        error    // why none of its rows can be written, if so
 }
 
 func (t *tableInfo) rowKey(pk string) string { return t.head + pk + t.tail }
@@ -98,18 +100,27 @@ func (s *Sink) table(ev *connectors.Event) *tableInfo {
 		clear(s.schemas)
 	}
 	head, tail := s.tmpl.split(tableVars{prefix: s.cfg.KeyPrefix, db: escape(ident.db), schema: escape(ident.schema), table: escape(ident.name)})
-	// Tables whose keys look alike share them (and their key list): the
-	// template says what tells rows apart.
-	space := head + "{pk}" + tail
+	// Tables whose keys look alike share them: the template says what
+	// tells rows apart.
+	space := globEscape(head) + "*" + globEscape(tail)
 	if other, ok := s.spaces[space]; ok && other != ident {
 		s.log.Warn("redis: two tables share their keys under key_template; add {schema} or {db} to it to keep them apart",
-			"table", ident.String(), "other_table", other.String(), "keys", space)
+			"table", ident.String(), "other_table", other.String(), "keys", head+"{pk}"+tail)
 	}
 	t := &tableInfo{
-		ident: ident,
-		head:  s.keyPrefix + head,
-		tail:  tail,
-		track: s.meta.trackPrefix + space,
+		ident:   ident,
+		head:    s.keyPrefix + head,
+		tail:    tail,
+		pattern: globEscape(s.keyPrefix) + space,
+		space:   space,
+	}
+	// Truncate and promote delete every key matching a table's pattern:
+	// it must not reach the sink's own keys.
+	for _, own := range []struct{ field, prefix string }{{"offsets_prefix", s.cfg.OffsetsPrefix}, {"shadow_prefix", s.cfg.ShadowPrefix}} {
+		if strings.HasPrefix(head, own.prefix) || strings.HasPrefix(own.prefix, head) {
+			t.err = fmt.Errorf("redis: the keys of table %s (%s{pk}%s) could be taken for the sink's own keys under %s %q; change key_prefix or %s",
+				ident, head, tail, own.field, own.prefix, own.field)
+		}
 	}
 	for _, ix := range s.cfg.Indexes {
 		want := connectors.ParseTableID(ix.Table)
@@ -237,6 +248,9 @@ func (s *Sink) prepareOne(ev *connectors.Event, i int, fields *[]string) (prepar
 	p := prepared{ev: ev, idx: i, op: ev.Op}
 	t := s.table(ev)
 	p.t = t
+	if t.err != nil {
+		return p, t.err // the configuration's fault, not the event's
+	}
 	switch ev.Op {
 	case connectors.OpTruncate:
 		return p, nil
@@ -438,54 +452,54 @@ type rowState map[string]string
 
 // readResult is a row as read before the batch.
 type readResult struct {
-	st  rowState
-	raw string // json: the document as read
+	st rowState
 }
 
-// read reads the rows at keys.
-func (s *Sink) read(ctx context.Context, keys []string, first map[string]int) (map[string]readResult, error) {
-	out := make(map[string]readResult, len(keys))
-	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), 1000)]
-		keys = keys[len(chunk):]
-		pipe := s.rdb.Pipeline()
-		cmds := make([]redis.Cmder, len(chunk))
-		for i, k := range chunk {
-			if s.cfg.Format == FormatJSON {
-				cmds[i] = pipe.Get(ctx, k)
-			} else {
-				cmds[i] = pipe.HGetAll(ctx, k)
-			}
+// queueReads queues the reads of the rows at keys on p.
+func (s *Sink) queueReads(ctx context.Context, p redis.Pipeliner, keys []string) []redis.Cmder {
+	cmds := make([]redis.Cmder, len(keys))
+	for i, k := range keys {
+		if s.cfg.Format == FormatJSON {
+			cmds[i] = p.Get(ctx, k)
+		} else {
+			cmds[i] = p.HGetAll(ctx, k)
 		}
-		_, _ = pipe.Exec(ctx) // errors are looked at per command
-		for i, k := range chunk {
-			switch c := cmds[i].(type) {
-			case *redis.MapStringStringCmd:
-				m, err := c.Result()
-				if err != nil {
-					return nil, s.readErr(k, first[k], "hash", err)
-				}
-				if len(m) > 0 {
-					out[k] = readResult{st: m}
-				} else {
-					out[k] = readResult{}
-				}
-			case *redis.StringCmd:
-				doc, err := c.Result()
-				if errors.Is(err, redis.Nil) {
-					out[k] = readResult{}
-					continue
-				}
-				if err != nil {
-					return nil, s.readErr(k, first[k], "JSON string", err)
-				}
-				st, err := parseDoc(doc)
-				if err != nil {
-					return nil, &connectors.RejectError{Events: []connectors.EventError{{Index: first[k],
-						Err: fmt.Errorf("redis: key %q does not hold a JSON object (%v); is another application writing it?", k, err)}}}
-				}
-				out[k] = readResult{st: st, raw: doc}
+	}
+	return cmds
+}
+
+// reads returns the rows that queueReads read. A key of another type, or
+// a json row that is not a JSON object, rejects the first event that
+// needs it.
+func (s *Sink) reads(keys []string, cmds []redis.Cmder, first map[string]int) (map[string]readResult, error) {
+	out := make(map[string]readResult, len(keys))
+	for i, k := range keys {
+		switch c := cmds[i].(type) {
+		case *redis.MapStringStringCmd:
+			m, err := c.Result()
+			if err != nil {
+				return nil, s.readErr(k, first[k], "hash", err)
 			}
+			if len(m) > 0 {
+				out[k] = readResult{st: m}
+			} else {
+				out[k] = readResult{}
+			}
+		case *redis.StringCmd:
+			doc, err := c.Result()
+			if errors.Is(err, redis.Nil) {
+				out[k] = readResult{}
+				continue
+			}
+			if err != nil {
+				return nil, s.readErr(k, first[k], "JSON string", err)
+			}
+			st, err := parseDoc(doc)
+			if err != nil {
+				return nil, &connectors.RejectError{Events: []connectors.EventError{{Index: first[k],
+					Err: fmt.Errorf("redis: key %q does not hold a JSON object (%v); is another application writing it?", k, err)}}}
+			}
+			out[k] = readResult{st: st}
 		}
 	}
 	return out, nil
@@ -494,7 +508,7 @@ func (s *Sink) read(ctx context.Context, keys []string, first map[string]int) (m
 func (s *Sink) readErr(key string, idx int, want string, err error) error {
 	if redis.HasErrorPrefix(err, "WRONGTYPE") {
 		return &connectors.RejectError{Events: []connectors.EventError{{Index: idx,
-			Err: fmt.Errorf("redis: key %q does not hold a %s, which format %s writes there (format changed? another application?); delete it or rebuild", key, want, s.cfg.Format)}}}
+			Err: fmt.Errorf("redis: key %q holds another type than the %s that format %s keeps there (format changed? another application writing these keys?); delete it, change key_prefix, or rebuild", key, want, s.cfg.Format)}}}
 	}
 	return s.wrap("read "+key, err)
 }
@@ -557,244 +571,142 @@ func (o *overlay) truncate(t *tableInfo) {
 	}
 }
 
-// plan is the script's arguments being built.
+// plan is the batch as the commands of one transaction. Each command's
+// arguments are a slice of one array (arena), and strings that stay put
+// until the transaction has run are given as *string: go-redis writes a
+// *string as the string, which saves boxing every one in an interface.
 type plan struct {
-	s          *Sink
-	args       []any // the header, then the writes (see batchScript)
-	checks     []any // T checks
-	ncheck     int
-	content    []any // G and H checks
-	ncontent   int
-	group      rowGroup
-	typed      map[string]bool
-	registered map[*tableInfo]bool
-	score      string // the score of a row key in a zset key list
-	ttl        string
+	s     *Sink
+	cmds  [][]any
+	owner []int // per command: the index in the batch of the event it writes, -1 for the sink's own
+	arena []any
+	ttl   string // the TTL in ms, "" for none
+	// spaces are the table list entries the transaction adds.
+	spaces []string
 }
 
-// rowGroup is a run of whole-row writes and deletes of distinct keys that
-// becomes one R op of the script: one DEL for all its keys, one HSET (or
-// SET) per row written, one SADD or ZADD (SREM or ZREM) per key list. The
-// commands planned while a group is open go before it; they touch none of
-// its keys (index sets, key lists and rows of other keys), so that order
-// changes nothing, and a command that would touch one closes the group
-// first (flushFor).
-type rowGroup struct {
-	lists []string       // the key lists of its rows
-	index map[string]int // key list → 1-based index in lists
-	keys  map[string]bool
-	rows  []groupRow
+// start begins a command of the event at idx; end ends it.
+func (pl *plan) start(name string) int {
+	n := len(pl.arena)
+	pl.arena = append(pl.arena, name)
+	return n
 }
 
-// groupRow is a row of a rowGroup. It points at strings that stay put
-// until the script has run: go-redis writes a *string as the string, which
-// saves boxing every string in an interface.
-type groupRow struct {
-	list   int // 1-based, in lists
-	key    *string
-	values []string // nil: delete the row
+func (pl *plan) end(from, idx int) {
+	pl.cmds = append(pl.cmds, pl.arena[from:len(pl.arena):len(pl.arena)])
+	pl.owner = append(pl.owner, idx)
 }
 
-func (pl *plan) cmd(args ...string) {
-	pl.args = append(pl.args, len(args))
-	for _, a := range args {
-		pl.args = append(pl.args, a)
+// keyCmd appends name key values... as one command of the event at idx.
+func (pl *plan) keyCmd(idx int, name string, key *string, values []string) {
+	from := pl.start(name)
+	pl.arena = append(pl.arena, key)
+	for i := range values {
+		pl.arena = append(pl.arena, &values[i])
+	}
+	pl.end(from, idx)
+}
+
+// cmd appends one command of the event at idx (-1: the sink's own).
+func (pl *plan) cmd(idx int, name string, args ...any) {
+	from := pl.start(name)
+	pl.arena = append(pl.arena, args...)
+	pl.end(from, idx)
+}
+
+// writeHash writes a hash row: its non-NULL fields set, its NULL ones
+// deleted, its TTL set again. Fields of columns the event does not have
+// (a dropped column, an Unchanged one) keep their stored value.
+func (pl *plan) writeHash(idx int, key *string, pairs, nulls []string) {
+	if len(pairs) > 0 {
+		pl.keyCmd(idx, "HSET", key, pairs)
+	}
+	if len(nulls) > 0 {
+		pl.keyCmd(idx, "HDEL", key, nulls)
+	}
+	if pl.ttl != "" {
+		pl.cmd(idx, "PEXPIRE", key, pl.ttl)
 	}
 }
 
-// cmdKV appends name key pairs..., split into commands of at most
-// maxPairs pairs.
-func (pl *plan) cmdKV(name, key string, kv []string, step int) {
-	for len(kv) > 0 {
-		n := min(len(kv), step*maxPairs)
-		pl.args = append(pl.args, 2+n, name, key)
-		for _, a := range kv[:n] {
-			pl.args = append(pl.args, a)
-		}
-		kv = kv[n:]
-	}
-}
-
-// groupRow adds a row to the open group: values nil deletes key; for the
-// hash format values are its field-value pairs, for json its document.
-// A key already in the group closes it first.
-func (pl *plan) groupRow(t *tableInfo, key *string, values []string) {
-	g := &pl.group
-	if g.keys[*key] {
-		pl.flush()
-	}
-	li, ok := g.index[t.track]
-	if !ok {
-		g.lists = append(g.lists, t.track)
-		li = len(g.lists)
-		g.index[t.track] = li
-	}
-	g.keys[*key] = true
-	g.rows = append(g.rows, groupRow{list: li, key: key, values: values})
-}
-
-// flushFor closes the open group if it holds key.
-func (pl *plan) flushFor(key string) {
-	if pl.group.keys[key] {
-		pl.flush()
-	}
-}
-
-// flush closes the open group: it becomes an R op.
-func (pl *plan) flush() {
-	g := &pl.group
-	if len(g.rows) == 0 {
+// writeJSON writes a json row.
+func (pl *plan) writeJSON(idx int, key *string, doc []byte) {
+	if pl.ttl != "" {
+		pl.cmd(idx, "SET", key, doc, "PX", pl.ttl)
 		return
 	}
-	format := "H"
-	if pl.s.cfg.Format == FormatJSON {
-		format = "J"
-	}
-	// When every row has as many values, m is given once, in the header;
-	// with one key list, rows do not name it.
-	m := len(g.rows[0].values)
-	for _, r := range g.rows[1:] {
-		if len(r.values) != m {
-			m = -1
-			break
-		}
-	}
-	pl.args = append(pl.args, "R", format, len(g.rows), len(g.lists))
-	for i := range g.lists {
-		pl.args = append(pl.args, &g.lists[i])
-	}
-	pl.args = append(pl.args, m)
-	for _, r := range g.rows {
-		if len(g.lists) > 1 {
-			pl.args = append(pl.args, r.list)
-		}
-		pl.args = append(pl.args, r.key)
-		if m < 0 {
-			pl.args = append(pl.args, len(r.values))
-		}
-		for i := range r.values {
-			pl.args = append(pl.args, &r.values[i])
-		}
-	}
-	// The args point into lists: the next group takes a new one.
-	g.lists, g.rows = nil, g.rows[:0]
-	clear(g.index)
-	clear(g.keys)
+	pl.cmd(idx, "SET", key, doc)
 }
 
-func (pl *plan) typeCheck(key, want string, idx int) {
-	if pl.typed[key] {
-		return
+// buildPlan plans the batch's writes, then the position and the origins.
+func (s *Sink) buildPlan(rows []prepared, reads map[string]readResult, track bool, last connectors.Position, origins []string) *plan {
+	size := 8 + len(origins)
+	for i := range rows {
+		size += 8 + len(rows[i].fields) + len(rows[i].nulls)
 	}
-	pl.typed[key] = true
-	pl.checks = append(pl.checks, "T", key, want, strconv.Itoa(idx))
-	pl.ncheck++
-}
-
-// register makes sure t's key list is listed and, with a TTL, trimmed.
-func (pl *plan) register(t *tableInfo) {
-	if pl.registered[t] {
-		return
-	}
-	pl.registered[t] = true
-	pl.typeCheck(t.track, "keys", -1)
-	pl.typeCheck(pl.s.meta.tables, "set", -1)
-	pl.cmd("REGISTER", t.track)
-}
-
-// buildArgs plans the batch and returns the script's ARGV.
-func (s *Sink) buildArgs(rows []prepared, reads map[string]readResult, readOrder []string, first map[string]int,
-	track bool, last connectors.Position, origins []string) []any {
-	expectSet, expect := "0", ""
-	if s.committed != nil {
-		expectSet, expect = "1", string(s.committed)
-	}
-	now := time.Now()
-	pl := &plan{s: s, typed: map[string]bool{}, registered: map[*tableInfo]bool{}, score: "0",
-		group: rowGroup{index: map[string]int{}, keys: make(map[string]bool, len(rows)), rows: make([]groupRow, 0, len(rows))}}
-	listType, trimBelow := "set", ""
+	pl := &plan{s: s, cmds: make([][]any, 0, 2*len(rows)+4), owner: make([]int, 0, 2*len(rows)+4), arena: make([]any, 0, size)}
 	if s.cfg.TTL > 0 {
-		listType = "zset"
 		pl.ttl = strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10)
-		pl.score = strconv.FormatInt(now.Add(s.cfg.TTL).UnixMilli(), 10)
-		trimBelow = strconv.FormatInt(now.Add(-trackSlack).UnixMilli(), 10)
-	}
-	pl.args = make([]any, 0, 16+len(origins)+14*len(rows))
-	pl.args = append(pl.args, string(last), expectSet, expect, listType, pl.score, pl.ttl, trimBelow, len(origins))
-	for _, o := range origins {
-		pl.args = append(pl.args, o)
-	}
-	nops := len(pl.args)
-	pl.args = append(pl.args, 0) // the number of op arguments, set below
-	if len(origins) > 0 {
-		pl.typeCheck(s.meta.origins, "hash", -1)
-	}
-	for _, k := range readOrder {
-		r := reads[k]
-		idx := strconv.Itoa(first[k])
-		if s.cfg.Format == FormatJSON {
-			pl.typeCheck(k, "string", first[k])
-			if r.st == nil {
-				pl.content = append(pl.content, "G", k, "0", "", idx)
-			} else {
-				pl.content = append(pl.content, "G", k, "1", r.raw, idx)
-			}
-		} else {
-			pl.typeCheck(k, "hash", first[k])
-			if r.st == nil {
-				pl.content = append(pl.content, "H", k, "-1", idx)
-			} else {
-				pl.content = append(pl.content, "H", k, strconv.Itoa(len(r.st)))
-				for f, v := range r.st {
-					pl.content = append(pl.content, f, v)
-				}
-				pl.content = append(pl.content, idx)
-			}
-		}
-		pl.ncontent++
 	}
 	o := &overlay{entries: map[string]*overlayEntry{}, truncated: map[*tableInfo]bool{}, reads: reads}
+	seen := map[*tableInfo]bool{}
 	for i := range rows {
-		s.planEvent(pl, o, &rows[i], track)
-	}
-	pl.flush()
-	if s.applyLog != "" && len(rows) > 0 {
-		applied := make([]string, len(rows))
-		for i := range rows {
-			applied[i] = string(rows[i].ev.Position)
+		p := &rows[i]
+		if !s.listed[p.t.space] && !seen[p.t] {
+			seen[p.t] = true
+			pl.spaces = append(pl.spaces, p.t.space)
 		}
-		pl.cmdKV("RPUSH", s.applyLog, applied, 1)
+		s.planEvent(pl, o, p, track)
 	}
-	args := pl.args
-	args[nops] = len(args) - nops - 1
-	args = append(args, pl.ncheck+pl.ncontent)
-	args = append(args, pl.checks...)
-	return append(args, pl.content...)
+	if s.applyLog != "" && len(rows) > 0 {
+		from := pl.start("RPUSH")
+		pl.arena = append(pl.arena, s.applyLog)
+		for i := range rows {
+			pl.arena = append(pl.arena, []byte(rows[i].ev.Position))
+		}
+		pl.end(from, -1)
+	}
+	if len(pl.spaces) > 0 {
+		from := pl.start("SADD")
+		pl.arena = append(pl.arena, s.meta.tables)
+		for i := range pl.spaces {
+			pl.arena = append(pl.arena, &pl.spaces[i])
+		}
+		pl.end(from, -1)
+	}
+	if !s.formatStored {
+		pl.cmd(-1, "SET", s.meta.format, s.cfg.Format)
+	}
+	if len(origins) > 0 {
+		from := pl.start("HSET")
+		pl.arena = append(pl.arena, s.meta.origins)
+		for i := range origins {
+			pl.arena = append(pl.arena, &origins[i])
+		}
+		pl.end(from, -1)
+	}
+	pl.cmd(-1, "SET", s.meta.pos, []byte(last)) // last: apply looks for it
+	return pl
 }
 
 // planEvent appends the commands of one event. When track is set it keeps
-// the overlay up to date.
+// the overlay up to date, and moves the row between index sets.
 func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 	t := p.t
 	if p.op == connectors.OpTruncate {
-		pl.flush()
-		pl.typeCheck(t.track, "keys", -1)
-		pl.typeCheck(s.meta.tables, "set", -1)
-		pl.cmd("TRUNCATE", t.track)
-		delete(pl.registered, t)
+		pl.cmd(p.idx, "EVAL", truncateSrc, 0, t.pattern)
 		if track {
 			o.truncate(t)
 		}
 		return
 	}
-	pl.register(t)
 	var moved rowState // the row the update moved away from
 	if p.oldKey != "" {
 		var known bool
 		if track {
 			moved, known = o.lookup(p.oldKey, t)
 		}
-		pl.groupRow(t, &p.oldKey, nil)
+		pl.keyCmd(p.idx, "DEL", &p.oldKey, nil)
 		if track {
 			if known {
 				s.reindex(pl, p, p.oldPK, moved, nil)
@@ -808,7 +720,7 @@ func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 		old, oldKnown = o.lookup(p.key, t)
 	}
 	if p.op == connectors.OpDelete {
-		pl.groupRow(t, &p.key, nil)
+		pl.keyCmd(p.idx, "DEL", &p.key, nil)
 		if track {
 			if oldKnown {
 				s.reindex(pl, p, p.pk, old, nil)
@@ -857,43 +769,28 @@ func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 			}
 			doc = append(buf, '}')
 		}
-		pl.groupRow(t, &p.key, []string{string(doc)})
+		pl.writeJSON(p.idx, &p.key, doc)
 	} else {
-		switch {
-		case !p.partial || p.oldKey != "":
-			pairs := p.fields
-			if p.partial { // moved: the Unchanged values are those of the old row
-				pairs = append([]string(nil), p.fields...)
-				for i, v := range p.ev.After {
-					if connectors.IsUnchanged(v) {
-						if val, ok := moved[cols[i].Name]; ok {
-							pairs = append(pairs, cols[i].Name, val)
-						}
+		pairs := p.fields
+		if p.partial && p.oldKey != "" { // moved: the Unchanged values are those of the old row
+			pairs = append([]string(nil), p.fields...)
+			for i, v := range p.ev.After {
+				if connectors.IsUnchanged(v) {
+					if val, ok := moved[cols[i].Name]; ok {
+						pairs = append(pairs, cols[i].Name, val)
 					}
 				}
 			}
-			if len(pairs) <= 2*maxPairs {
-				pl.groupRow(t, &p.key, pairs)
-			} else {
-				pl.flushFor(p.key)
-				pl.cmd("DEL", p.key)
-				pl.cmdKV("HSET", p.key, pairs, 2)
-				pl.expireAndTrack(t, p.key)
-			}
-			if track {
+		}
+		pl.writeHash(p.idx, &p.key, pairs, p.nulls)
+		if track {
+			switch {
+			case !p.partial || p.oldKey != "":
 				st = make(rowState, len(pairs)/2)
 				for i := 0; i < len(pairs); i += 2 {
 					st[pairs[i]] = pairs[i+1]
 				}
-			}
-		default: // Unchanged columns: leave their fields alone
-			pl.flushFor(p.key)
-			pl.typeCheck(p.key, "hash", p.idx)
-			pl.cmdKV("HSET", p.key, p.fields, 2)
-			pl.cmdKV("HDEL", p.key, p.nulls, 1)
-			pl.expireAndTrack(t, p.key)
-			stKnown = oldKnown
-			if track && oldKnown {
+			case oldKnown: // Unchanged columns keep their stored values
 				st = make(rowState, len(old)+len(p.fields)/2)
 				for k, v := range old {
 					st[k] = v
@@ -904,6 +801,8 @@ func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 				for _, c := range p.nulls {
 					delete(st, c)
 				}
+			default:
+				stKnown = false
 			}
 		}
 	}
@@ -915,17 +814,8 @@ func (s *Sink) planEvent(pl *plan, o *overlay, p *prepared, track bool) {
 	}
 }
 
-// expireAndTrack sets the TTL of a hash row written outside a group, and
-// adds it to its table's key list.
-func (pl *plan) expireAndTrack(t *tableInfo, key string) {
-	if pl.ttl != "" {
-		pl.cmd("PEXPIRE", key, pl.ttl)
-	}
-	pl.cmd("TRACK", t.track, pl.score, key)
-}
-
 // reindex moves pk between the index sets of its table, from the values in
-// old to those in cur (nil: no row).
+// old to those in cur (nil: no row). An emptied set disappears.
 func (s *Sink) reindex(pl *plan, p *prepared, pk string, old, cur rowState) {
 	t := p.t
 	for _, c := range t.indexes {
@@ -935,15 +825,10 @@ func (s *Sink) reindex(pl *plan, p *prepared, pk string, old, cur rowState) {
 			continue
 		}
 		if ook {
-			k := t.indexKey(c, ov)
-			pl.typeCheck(k, "set", p.idx)
-			pl.cmd("SREMX", k, pk, t.track)
+			pl.cmd(p.idx, "SREM", t.indexKey(c, ov), pk)
 		}
 		if nok {
-			k := t.indexKey(c, nv)
-			pl.typeCheck(k, "set", p.idx)
-			pl.cmd("SADD", k, pk)
-			pl.cmd("TRACK", t.track, "0", k)
+			pl.cmd(p.idx, "SADD", t.indexKey(c, nv), pk)
 		}
 	}
 }
@@ -960,23 +845,24 @@ func (s *Sink) indexValue(st rowState, c string) (string, bool) {
 	return v, true
 }
 
-// WriteBatch applies the batch and stores b.Last with it, in one Lua
-// script: atomically, and not at all when b.Last is at or before the
+// WriteBatch applies the batch and stores b.Last with it, in one MULTI/EXEC
+// transaction: atomically, and not at all when b.Last is at or before the
 // position this sink committed last (a batch already applied). A batch
 // with no events still stores its position. Events that can never be
-// written (no primary key, a NULL key, a value of an unknown type, a key
-// holding another type) make a *connectors.RejectError, and nothing of the
-// batch is written.
+// written (no primary key, a NULL key, a value of an unknown type, a row
+// it must read held in a key of another type) make a
+// *connectors.RejectError, and nothing of the batch is written. A key of
+// another type that the batch only writes is found as it is written: see
+// apply.
 //
 // Events at or before the stored position are left out (positions
 // compared with bytes.Compare), so that no event is applied twice even
-// when batches are cut differently after a restart. The script applies
-// the batch only if the stored position is still the one this sink last
-// saw. When it is not, another writer has moved it (the script of a batch
-// whose reply was lost, arriving late; or a second process running the
-// pipeline): the sink takes the stored position as its own and tries
-// again, leaving out the events it covers. A stored position that went
-// back (Redis lost writes) is an error.
+// when batches are cut differently after a restart. The transaction runs
+// only if the stored position is still the one this sink last saw (WATCH).
+// When it is not, another writer has moved it (a batch whose reply was
+// lost; a second process running the pipeline): the sink takes the stored
+// position as its own and tries again, leaving out the events it covers.
+// A stored position that went back (Redis lost writes) is an error.
 func (s *Sink) WriteBatch(ctx context.Context, b connectors.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -997,6 +883,7 @@ func (s *Sink) WriteBatch(ctx context.Context, b connectors.Batch) error {
 	if err != nil {
 		return err
 	}
+	conflicts := 0
 	for attempt := 1; ; attempt++ {
 		if s.committed != nil && last.Compare(s.committed) <= 0 {
 			s.log.Info("redis: batch already applied (it ends at or before the stored position); skipped",
@@ -1005,32 +892,19 @@ func (s *Sink) WriteBatch(ctx context.Context, b connectors.Batch) error {
 		}
 		rows := after(all, s.committed)
 		origins, pairs := s.mergeOrigins(rows, heartbeats(b.Events, s.committed))
-		readOrder, first, track := s.readKeys(rows)
-		reads, err := s.read(ctx, readOrder, first)
+		out, stored, err := s.apply(ctx, rows, last, pairs)
 		if err != nil {
 			return err
 		}
-		args := s.buildArgs(rows, reads, readOrder, first, track, last, pairs)
-		res, err := batchScript.Run(ctx, s.rdb, []string{s.meta.pos, s.meta.origins, s.meta.tables}, args...).StringSlice()
-		if err != nil {
-			return s.wrap(fmt.Sprintf("apply a batch of %d events ending at %s", len(rows), last), err)
-		}
-		if len(res) == 0 {
-			return errors.New("redis: the batch script returned nothing")
-		}
-		switch res[0] {
-		case "ok":
+		switch out {
+		case applied:
 			s.committed = last
 			s.omu.Lock()
 			s.origins = origins
 			s.omu.Unlock()
-			s.log.Debug("redis: batch applied", "batch_events", len(rows), "position", last.String(), "reads", len(readOrder))
+			s.log.Debug("redis: batch applied", "batch_events", len(rows), "position", last.String())
 			return nil
-		case "moved":
-			var stored connectors.Position
-			if len(res) > 1 {
-				stored = connectors.Position(res[1])
-			}
+		case moved:
 			if stored.Compare(s.committed) < 0 {
 				return fmt.Errorf("redis: the position stored at %s went back from %s to %s: Redis lost writes (a restart without appendonly? a FLUSH?) and the view misses the events in between; rebuild it (tapline rebuild)",
 					s.meta.pos, s.committed, stored)
@@ -1041,28 +915,215 @@ func (s *Sink) WriteBatch(ctx context.Context, b connectors.Batch) error {
 			if err := s.loadOrigins(ctx); err != nil {
 				return err
 			}
-		case "conflict":
-			if attempt < maxAttempts {
-				continue
+		case conflict:
+			if conflicts++; conflicts >= maxAttempts {
+				return connectors.Retryable(fmt.Errorf("redis: a row the batch reads changed between reading it and applying the batch, %d times (expiring keys, or another writer of the same keys?)", conflicts))
 			}
-			return connectors.Retryable(fmt.Errorf("redis: key %q changed between reading it and applying the batch, %d times (expiring keys, or another writer of the same keys?)", at(res, 2), attempt))
-		case "wrongtype":
-			want := at(res, 4)
-			if want == "keys" {
-				want = "set or zset (a key list)"
-			}
-			err := fmt.Errorf("redis: key %q holds a %s where the sink writes a %s (format changed? another application writing these keys?); delete it, change key_prefix, or rebuild", at(res, 2), at(res, 3), want)
-			if idx, perr := strconv.Atoi(at(res, 1)); perr == nil && idx >= 0 && idx < len(b.Events) {
-				return &connectors.RejectError{Events: []connectors.EventError{{Index: idx, Err: err}}}
-			}
-			return err
-		default:
-			return fmt.Errorf("redis: the batch script returned %q", strings.Join(res, " "))
 		}
 		if attempt >= 2*maxAttempts {
 			return connectors.Retryable(errors.New("redis: the stored position keeps moving under this sink: is the pipeline running twice?"))
 		}
 	}
+}
+
+// outcome is how an attempt to apply a batch ended.
+type outcome int
+
+const (
+	applied  outcome = iota
+	moved            // the stored position is not the one expected: nothing written
+	conflict         // a row read changed before EXEC: nothing written
+)
+
+// apply makes one attempt to apply rows and store last (steps 2 to 5 at
+// the top of this file). When it returns moved, stored is the position
+// found.
+//
+// When EXEC ran but some of its commands failed (WRONGTYPE: a key of
+// another type where the sink writes a hash or an index set), the other
+// commands are applied, position included: Redis has no rollback. The sink
+// then puts the position and the origins back as they were, and rejects
+// the events whose commands failed (*connectors.RejectError), so that the
+// pipeline's on_error decides and nothing is reported applied that is
+// not. The writes of the batch that did succeed stay: they are what the
+// batch writes again when it is retried (every write of a batch sets a
+// value, so applying it again leaves the same rows), but readers may see
+// them before the position says so. Should the process die between the
+// EXEC and that restore, the stored position covers the rejected events:
+// a window of one round trip, on a key space another application writes.
+func (s *Sink) apply(ctx context.Context, rows []prepared, last connectors.Position, origins []string) (outcome, connectors.Position, error) {
+	readOrder, first, track := s.readKeys(rows)
+	conn := s.rdb.Conn()
+	defer conn.Close()
+	watching := true
+	defer func() {
+		if watching { // leave no WATCH on a connection that goes back to the pool
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = conn.Do(uctx, "UNWATCH").Err()
+			cancel()
+		}
+	}()
+
+	var watch *redis.Cmd
+	var get *redis.StringCmd
+	var rcmds []redis.Cmder
+	_, _ = conn.Pipelined(ctx, func(p redis.Pipeliner) error { // errors are looked at per command
+		args := make([]any, 0, 2+len(readOrder))
+		args = append(args, "WATCH", s.meta.pos)
+		for _, k := range readOrder {
+			args = append(args, k)
+		}
+		watch = p.Do(ctx, args...)
+		get = p.Get(ctx, s.meta.pos)
+		rcmds = s.queueReads(ctx, p, readOrder)
+		return nil
+	})
+	if err := watch.Err(); err != nil {
+		return 0, nil, s.wrap("WATCH the position at "+s.meta.pos, err)
+	}
+	stored, err := get.Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		stored = nil
+	case err != nil:
+		return 0, nil, s.wrap("read the position at "+s.meta.pos, err)
+	}
+	if !bytes.Equal(stored, s.committed) || (stored == nil) != (s.committed == nil) {
+		return moved, stored, nil
+	}
+	reads, err := s.reads(readOrder, rcmds, first)
+	if err != nil {
+		return 0, nil, err
+	}
+
+	pl := s.buildPlan(rows, reads, track, last, origins)
+	cmds, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, c := range pl.cmds {
+			p.Do(ctx, c...)
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		watching = false
+		for _, sp := range pl.spaces {
+			s.listed[sp] = true
+		}
+		s.formatStored = true
+		return applied, nil, nil
+	case errors.Is(err, redis.TxFailedErr):
+		watching = false
+		return conflict, nil, nil
+	}
+	what := fmt.Sprintf("apply a batch of %d events ending at %s", len(rows), last)
+	if cmds[len(cmds)-1].Err() != nil { // the SET of the position: EXEC did not run, or its reply was lost
+		if redis.IsExecAbortError(err) {
+			watching = false
+		} else {
+			// Maybe still inside MULTI: DISCARD, then UNWATCH (above).
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = conn.Do(dctx, "DISCARD").Err()
+			cancel()
+		}
+		return 0, nil, s.wrap(what+" (when the connection failed after EXEC, the batch may be applied: the next attempt finds it from the position)", err)
+	}
+	watching = false
+	return 0, nil, s.partlyApplied(ctx, conn, pl, cmds, last)
+}
+
+// partlyApplied handles an EXEC some of whose commands failed (see apply):
+// it puts the position and origins back and returns what to report.
+func (s *Sink) partlyApplied(ctx context.Context, conn *redis.Conn, pl *plan, cmds []redis.Cmder, last connectors.Position) error {
+	var rejected []connectors.EventError
+	var other []error
+	seen := map[int]bool{}
+	for i, c := range cmds {
+		err := c.Err()
+		if err == nil {
+			continue
+		}
+		key := ""
+		if args := c.Args(); len(args) > 1 {
+			key = argText(args[1])
+		}
+		idx := pl.owner[i]
+		switch {
+		case redis.HasErrorPrefix(err, "WRONGTYPE") && idx >= 0:
+			if !seen[idx] {
+				seen[idx] = true
+				rejected = append(rejected, connectors.EventError{Index: idx, Err: fmt.Errorf(
+					"redis: %s %q: the key holds another type than the sink writes there (another application writing these keys? format changed?); delete it, change key_prefix, or rebuild: %v",
+					c.Name(), key, err)})
+			}
+		default:
+			other = append(other, fmt.Errorf("%s %q: %w", c.Name(), key, err))
+		}
+	}
+	if err := s.restore(ctx, conn, last); err != nil {
+		return fmt.Errorf("redis: the batch ending at %s was applied but for some commands (%v), and its position could not be put back (%v): the view misses those events; fix the keys, then rebuild the view (tapline rebuild)",
+			last, errors.Join(append(other, rejectedErrs(rejected)...)...), err)
+	}
+	if len(other) > 0 {
+		return fmt.Errorf("redis: the batch ending at %s failed: %w (its other writes are applied, its position is not: it is written again)", last, errors.Join(other...))
+	}
+	return &connectors.RejectError{Events: rejected}
+}
+
+func rejectedErrs(evs []connectors.EventError) []error {
+	out := make([]error, len(evs))
+	for i, e := range evs {
+		out[i] = e.Err
+	}
+	return out
+}
+
+// restore puts the position (this sink's, before the batch ending at
+// applied) and the origins back, if the stored position is still applied.
+func (s *Sink) restore(ctx context.Context, conn *redis.Conn, applied connectors.Position) error {
+	s.omu.Lock()
+	prev := make([]any, 0, 2*len(s.origins))
+	for k, v := range s.origins {
+		prev = append(prev, k, v)
+	}
+	s.omu.Unlock()
+	var get *redis.StringCmd
+	if _, err := conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, "WATCH", s.meta.pos)
+		get = p.Get(ctx, s.meta.pos)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if got, _ := get.Bytes(); !bytes.Equal(got, applied) {
+		_ = conn.Do(ctx, "UNWATCH").Err()
+		return fmt.Errorf("the position at %s moved on to %q meanwhile", s.meta.pos, got)
+	}
+	_, err := conn.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if s.committed == nil {
+			p.Del(ctx, s.meta.pos)
+		} else {
+			p.Set(ctx, s.meta.pos, []byte(s.committed), 0)
+		}
+		p.Del(ctx, s.meta.origins)
+		if len(prev) > 0 {
+			p.HSet(ctx, s.meta.origins, prev...)
+		}
+		return nil
+	})
+	return err
+}
+
+// argText is a command argument as text, for messages.
+func argText(a any) string {
+	switch v := a.(type) {
+	case *string:
+		return *v
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	}
+	return fmt.Sprint(a)
 }
 
 // after returns the rows whose event is after pos (or has no position).
@@ -1119,13 +1180,6 @@ func (s *Sink) mergeOrigins(rows []prepared, beats []*connectors.Event) (connect
 		}
 	}
 	return merged, pairs
-}
-
-func at(s []string, i int) string {
-	if i < len(s) {
-		return s[i]
-	}
-	return ""
 }
 
 // keyOnlySchema reports whether sch holds only a table's key, as the Kafka
