@@ -193,6 +193,8 @@ func (w *plainWriter) Close() error {
 // run it with -benchtime=1x.
 func BenchmarkApply(b *testing.B) { viewsqltest.Bench(b, harness()) }
 
+func BenchmarkJSONL(b *testing.B) { viewsqltest.BenchJSONL(b, harness()) }
+
 // Values of every portable type land in columns of the mapped types and
 // compare equal to their literals; values MySQL cannot hold are rejected.
 func TestTypes(t *testing.T) {

@@ -179,6 +179,8 @@ func (w *plainWriter) Close() error { return w.conn.Close(context.Background()) 
 // with -benchtime=1x.
 func BenchmarkApply(b *testing.B) { viewsqltest.Bench(b, harness()) }
 
+func BenchmarkJSONL(b *testing.B) { viewsqltest.BenchJSONL(b, harness()) }
+
 // Values of every portable type land in columns of the source's exact
 // types (for events from Postgres) and compare equal to the source's
 // literals; values Postgres cannot hold are rejected.

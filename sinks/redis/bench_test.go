@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tapline/tapline/connectors"
+	"github.com/tapline/tapline/internal/benchjsonl"
 )
 
 // BenchmarkUpsert writes TAPLINE_BENCH_ROWS (default 1,000,000) upserts of
@@ -120,4 +121,55 @@ func BenchmarkUpsert(b *testing.B) {
 	plain := max(rate(took[0]), rate(took[1]))
 	b.ReportMetric(rate(took[2])/plain, "sink/plain")
 	b.ReportMetric(truncTime.Seconds()/float64(b.N), "truncate-s")
+}
+
+// BenchmarkJSONL writes TAPLINE_BENCH_ROWS (default 1,000,000) upserts of
+// BenchmarkUpsert's rows through a whole pipeline, from a file of JSON
+// lines read by the jsonl source, into the sink, next to the same events
+// from memory through the engine into another sink and plain pipelined
+// HSETs of the same rows (1,000 per pipeline), taking turns in slices
+// (see internal/benchjsonl). Run it once:
+//
+//	go test -run '^$' -bench JSONL -benchtime 1x ./sinks/redis/
+func BenchmarkJSONL(b *testing.B) {
+	rows := envInt("TAPLINE_BENCH_ROWS", 1_000_000)
+	e := newEnv(b)
+	ctx := context.Background()
+	row := func(i int) []connectors.Value {
+		return []connectors.Value{int64(i), int64(i % 1000), "paid", "a note of some length", strconv.Itoa(i%10000) + ".50"}
+	}
+	var res benchjsonl.Result
+	for b.Loop() {
+		res = benchjsonl.Run(b, rows,
+			func(i int) connectors.Event {
+				return change(connectors.OpCreate, ordersSchema, uint64(i+1), nil, row(i))
+			},
+			func(mem bool) connectors.Sink {
+				if mem {
+					return e.sink(b, func(c *Config) { c.KeyPrefix, c.OffsetsPrefix = e.prefix+"mem:", e.prefix+"memoffsets:" })
+				}
+				return e.sink(b, nil)
+			},
+			func(from, to int) error {
+				for i := from; i < to; {
+					pipe := e.rc.Pipeline()
+					for end := min(to, i+benchjsonl.Batch); i < end; i++ {
+						r := row(i)
+						pipe.HSet(ctx, e.prefix+"orders_p:"+strconv.Itoa(i), "id", strconv.FormatInt(r[0].(int64), 10),
+							"customer_id", strconv.FormatInt(r[1].(int64), 10), "status", r[2], "note", r[3], "amount", r[4])
+					}
+					if _, err := pipe.Exec(ctx); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		for _, k := range []string{"orders:", "mem:orders:", "orders_p:"} {
+			if got, _ := e.rc.HGet(ctx, e.prefix+k+strconv.Itoa(rows-1), "amount").Result(); got != row(rows - 1)[4] {
+				b.Fatalf("the last row of %s reads %q", k, got)
+			}
+		}
+		e.deleteAll(ctx)
+	}
+	res.Report(b, rows)
 }

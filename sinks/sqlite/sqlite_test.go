@@ -446,6 +446,8 @@ func (w *plainWriter) Close() error {
 // with -benchtime=1x.
 func BenchmarkApply(b *testing.B) { viewsqltest.Bench(b, harness()) }
 
+func BenchmarkJSONL(b *testing.B) { viewsqltest.BenchJSONL(b, harness()) }
+
 // A view the user defined on a live table reads the promoted table.
 func TestPromoteKeepsUserViews(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "view.db")

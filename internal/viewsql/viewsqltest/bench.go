@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tapline/tapline/connectors"
+	"github.com/tapline/tapline/internal/benchjsonl"
 	"github.com/tapline/tapline/internal/viewsql"
 )
 
@@ -62,7 +63,8 @@ type BaselineWriter interface {
 // BenchBatch) through the sink and writes the same rows with the harness's
 // Baseline into another table, alternating batch by batch so that both see
 // the same conditions on a shared machine, and reports both rates and
-// their ratio (sink time / plain time; 1 means as fast as plain INSERTs).
+// their ratio (sink rows/s over plain rows/s; 1 means as fast as plain
+// INSERTs, the goal is 0.8).
 //
 // Which of the two writes a batch first alternates too (see
 // benchAlternate): with a fixed order, whatever the position costs or
@@ -136,6 +138,72 @@ func Bench(b *testing.B, h Harness) {
 	rows := float64(n * iter)
 	b.ReportMetric(rows/sinkTotal.Seconds(), "sink_rows/s")
 	b.ReportMetric(rows/plainTotal.Seconds(), "plain_rows/s")
-	b.ReportMetric(sinkTotal.Seconds()/plainTotal.Seconds(), "sink/plain")
+	b.ReportMetric(plainTotal.Seconds()/sinkTotal.Seconds(), "sink/plain") // a ratio of rates
 	b.ReportMetric(float64(n), "rows")
+}
+
+// BenchEvent is the create event of BenchRow(i+1), as Bench writes it.
+func BenchEvent(i int) connectors.Event {
+	n := uint64(i + 1)
+	return connectors.Event{Op: connectors.OpCreate, Schema: Items, After: BenchRow(i + 1),
+		Position: connectors.TxPosition{Commit: n, Ordinal: 1}.Encode(), TsMs: 1_763_800_000_000 + int64(n),
+		Source: connectors.SourceInfo{Connector: originConnector, Name: "suite", Position: strconv.FormatUint(n, 10),
+			TsMs: 1_763_800_000_000 + int64(n), Table: Items.Table.Name, Schema: Items.Table.Schema}}
+}
+
+// BenchJSONL is Bench from a file: BenchRows events written as JSON lines,
+// read by the jsonl source and carried by the engine into the sink (a
+// whole pipeline, see benchjsonl), next to the same events carried from
+// memory into another table and the harness's Baseline writing the same
+// rows, taking turns in slices.
+func BenchJSONL(b *testing.B, h Harness) {
+	st := h.Setup(b)
+	n := BenchRows(b)
+	iter := 0
+	var res benchjsonl.Result
+	for b.Loop() {
+		iter++
+		cfg := viewsql.DefaultConfig()
+		sinkTable := fmt.Sprintf("benchjsonl_sink_%d", iter)
+		memTable := fmt.Sprintf("benchjsonl_mem_%d", iter)
+		cfg.Tables = map[string]viewsql.TableConfig{"shop.items": {Name: sinkTable}}
+		memCfg := viewsql.DefaultConfig()
+		memCfg.Tables = map[string]viewsql.TableConfig{"shop.items": {Name: memTable}}
+		pipeline := fmt.Sprintf("benchjsonl%d", iter)
+		// The store exists once a sink has opened it (SQLite's file).
+		if s := st.New(b, pipeline, cfg); s.Open(context.Background()) != nil || s.Close(context.Background()) != nil {
+			b.Fatal("could not open and close the sink to make its store")
+		}
+		plainTable := fmt.Sprintf("benchjsonl_plain_%d", iter)
+		w := h.Baseline(b, st, plainTable, Items.Columns)
+		rows := make([][]connectors.Value, 0, benchjsonl.Batch)
+		res = benchjsonl.Run(b, n, BenchEvent,
+			func(mem bool) connectors.Sink {
+				if mem {
+					return st.New(b, pipeline+"mem", memCfg)
+				}
+				return st.New(b, pipeline, cfg)
+			},
+			func(from, to int) error {
+				for i := from; i < to; {
+					rows = rows[:0]
+					for ; i < to && len(rows) < benchjsonl.Batch; i++ {
+						rows = append(rows, BenchRow(i+1))
+					}
+					if err := w.Write(rows); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+		for _, table := range []string{sinkTable, memTable, plainTable} {
+			if got := count(b, st, table); got != n {
+				b.Fatalf("%s holds %d rows, want %d", table, got, n)
+			}
+		}
+	}
+	res.Report(b, n)
 }
