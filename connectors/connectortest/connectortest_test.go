@@ -54,11 +54,24 @@ type mapSink struct {
 	rows  map[string]string
 	pos   *connectors.Position
 	dupes bool // broken: a replayed create adds a second row instead of upserting
+	// log, if set, counts the events stored as a log would: those after
+	// the stored position, or every one when logDupes (broken).
+	log      *int
+	logDupes bool
 }
 
 func (m *mapSink) Open(context.Context) error  { return nil }
 func (m *mapSink) Close(context.Context) error { return nil }
 func (m *mapSink) WriteBatch(_ context.Context, b connectors.Batch) error {
+	if m.log != nil {
+		m.mu.Lock()
+		for _, ev := range b.Events {
+			if m.logDupes || *m.pos == nil || ev.Position.Compare(*m.pos) > 0 {
+				*m.log++
+			}
+		}
+		m.mu.Unlock()
+	}
 	m.applyRows(b.Events)
 	m.setPosition(b.Last)
 	return nil

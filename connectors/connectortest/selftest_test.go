@@ -48,8 +48,8 @@ type brokenCase struct {
 var sourceChecks = []string{"ReadAllWithinBounds", "ReadAllWithinTightBounds", "CancelledReadStops",
 	"ResumeAfterPartialAck", "CancelledReadReturns", "CloseTwice", "CloseWithoutOpen", "NoGoroutineLeft"}
 
-var sinkChecks = []string{"WriteAndRead", "ReplayedBatchIsHarmless", "PositionSurvivesReopen", "EmptyBatch",
-	"CloseTwice", "CloseWithoutOpen", "NoGoroutineLeft"}
+var sinkChecks = []string{"WriteAndRead", "ReplayedBatchIsHarmless", "PositionSurvivesReopen", "PipelinedWrites",
+	"EmptyBatch", "CloseTwice", "CloseWithoutOpen", "NoGoroutineLeft"}
 
 // brokenCases builds the cases; each call builds fresh upstreams and
 // stores.
@@ -92,7 +92,7 @@ func brokenCases() []brokenCase {
 		{name: "sink/drops-last-event-of-batch", sink: sinkHarness("drop-last"),
 			fail: map[string]string{
 				"WriteAndRead": storeDiffers, "ReplayedBatchIsHarmless": storeDiffers,
-				"PositionSurvivesReopen": storeDiffers, "EmptyBatch": storeDiffers,
+				"PositionSurvivesReopen": storeDiffers, "PipelinedWrites": storeDiffers, "EmptyBatch": storeDiffers,
 			}},
 		{name: "sink/stale-position-after-reopen", sink: sinkHarness("stale-position"),
 			fail: map[string]string{
@@ -104,8 +104,13 @@ func brokenCases() []brokenCase {
 		{name: "sink/replay-applied-twice", sink: sinkHarness("dupes"),
 			fail: map[string]string{
 				"ReplayedBatchIsHarmless": "unexpected id=", "PositionSurvivesReopen": "unexpected id=",
-				"EmptyBatch": "unexpected id=",
+				"PipelinedWrites": "unexpected id=", "EmptyBatch": "unexpected id=",
 			}},
+		{name: "sink/replay-logged-twice", sink: sinkHarness("log-dupes"),
+			fail: map[string]string{"ReplayedBatchIsHarmless": "changed the records stored from"}},
+		{name: "sink/pipelined-reference", sink: sinkHarness("pipelined")},
+		{name: "sink/pipelined-done-before-durable", sink: sinkHarness("pipelined-early-done"),
+			fail: map[string]string{"PipelinedWrites": storeDiffers, "EmptyBatch": storeDiffers}},
 		{name: "sink/empty-batch-errors", sink: sinkHarness("empty-batch-errors"),
 			fail: map[string]string{"EmptyBatch": "WriteBatch of an empty batch: nothing to write"}},
 		{name: "sink/close-twice-errors", sink: sinkHarness("close-twice-errors"),
@@ -362,10 +367,21 @@ func sinkHarness(fault string) *connectortest.SinkHarness {
 	var mu sync.Mutex
 	rows := map[string]string{}
 	var pos connectors.Position
+	var log int
 	return &connectortest.SinkHarness{
 		New: func(*testing.T) connectors.Sink {
-			return &brokenSink{mapSink: mapSink{mu: &mu, rows: rows, pos: &pos, dupes: fault == "dupes"},
+			s := &brokenSink{mapSink: mapSink{mu: &mu, rows: rows, pos: &pos, dupes: fault == "dupes",
+				log: &log, logDupes: fault == "log-dupes"},
 				fault: fault, stop: make(chan struct{})}
+			if strings.HasPrefix(fault, "pipelined") {
+				return &pipelinedSink{brokenSink: s}
+			}
+			return s
+		},
+		Records: func(*testing.T) int {
+			mu.Lock()
+			defer mu.Unlock()
+			return log
 		},
 		State: func(*testing.T) map[string]string {
 			mu.Lock()
@@ -438,4 +454,45 @@ func (s *brokenSink) Close(context.Context) error {
 		return errors.New("sink already closed")
 	}
 	return nil
+}
+
+// pipelinedSink is the broken sink as a connectors.PipelinedSink: fault
+// "pipelined" writes each started batch in a goroutine, after the one
+// before, and ends its Pending once written; "pipelined-early-done" ends
+// the Pending at once and writes the batch only when the next one starts
+// (the last one never).
+type pipelinedSink struct {
+	*brokenSink
+	prev <-chan struct{}   // the Pending of the batch before
+	held *connectors.Batch // pipelined-early-done: started, not written
+}
+
+type pending struct {
+	done chan struct{}
+	err  error
+}
+
+func (p *pending) Done() <-chan struct{} { return p.done }
+func (p *pending) Err() error            { return p.err }
+
+func (s *pipelinedSink) StartBatch(ctx context.Context, b connectors.Batch) (connectors.Pending, error) {
+	p := &pending{done: make(chan struct{})}
+	if s.fault == "pipelined-early-done" {
+		if s.held != nil {
+			s.mapSink.WriteBatch(ctx, *s.held)
+		}
+		s.held = &b
+		close(p.done)
+		return p, nil
+	}
+	prev := s.prev
+	s.prev = p.done
+	go func() {
+		if prev != nil {
+			<-prev
+		}
+		p.err = s.mapSink.WriteBatch(ctx, b)
+		close(p.done)
+	}()
+	return p, nil
 }

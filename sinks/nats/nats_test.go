@@ -26,8 +26,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestConformance(t *testing.T) {
 	tg := realTarget(t)
 	connectortest.RunSink(t, connectortest.SinkHarness{
-		New:   func(t *testing.T) connectors.Sink { return tg.newSink(t, tg.config()) },
-		State: func(t *testing.T) map[string]string { return fold(t, tg.url, tg.stream) },
+		New:     func(t *testing.T) connectors.Sink { return tg.newSink(t, tg.config()) },
+		State:   func(t *testing.T) map[string]string { return fold(t, tg.url, tg.stream) },
+		Records: func(t *testing.T) int { return len(readStream(t, tg.url, tg.stream)) },
 	})
 }
 
@@ -37,8 +38,9 @@ func TestConformanceEmbedded(t *testing.T) {
 	tg.url = ""
 	url := fmt.Sprintf("nats://127.0.0.1:%d", tg.port)
 	connectortest.RunSink(t, connectortest.SinkHarness{
-		New:   func(t *testing.T) connectors.Sink { return tg.newSink(t, tg.config()) },
-		State: func(t *testing.T) map[string]string { return fold(t, url, tg.stream) },
+		New:     func(t *testing.T) connectors.Sink { return tg.newSink(t, tg.config()) },
+		State:   func(t *testing.T) map[string]string { return fold(t, url, tg.stream) },
+		Records: func(t *testing.T) int { return len(readStream(t, url, tg.stream)) },
 	})
 }
 
