@@ -44,7 +44,7 @@ func TestConformanceExactlyOnce(t *testing.T) {
 		State: func(t *testing.T) map[string]string {
 			return fold(t, consume(t, c, true, itemsTopic(cfg)))
 		},
-		Records: func(t *testing.T) int { return len(consume(t, c, true, itemsTopic(cfg))) },
+		Records:     func(t *testing.T) int { return len(consume(t, c, true, itemsTopic(cfg))) },
 		IgnoreLeaks: kfakeConnGoroutines,
 	})
 }
