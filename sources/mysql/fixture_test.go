@@ -26,7 +26,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	dsn := servicetest.MySQLDSN(t)
+	return newFixtureOn(t, servicetest.MySQLDSN(t))
+}
+
+// newFixtureOn is newFixture on the server at dsn.
+func newFixtureOn(t *testing.T, dsn string) *fixture {
+	t.Helper()
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -12,32 +12,44 @@ import (
 )
 
 // historySource is a source that takes names, enum values and keys from the
-// schema history (as with binlog_row_metadata=MINIMAL) although the test
-// server writes FULL metadata: the TABLE_MAP names are then only checked
-// against the history's, so every event below also cross-checks them.
-//
-// With minimal, the TABLE_MAPs also lose what binlog_row_metadata=MINIMAL
-// does not write (names, enum and set values, the primary key), as on such
-// a server; the names are then not cross-checked.
-func historySource(t *testing.T, f *fixture, cfg Config, dir string, minimal ...bool) *Source {
+// schema history. On the shared server, which writes FULL metadata, it is
+// told to (as with binlog_row_metadata=MINIMAL): the TABLE_MAP names are
+// then only checked against the history's, so every event also
+// cross-checks them. On the MINIMAL server (onMinimal) it finds out for
+// itself, from the server's settings, and only the history has the names,
+// enum and set values and keys.
+func historySource(t *testing.T, f *fixture, cfg Config, dir string, onMinimal ...bool) *Source {
 	t.Helper()
 	s, err := New(cfg, connectors.Runtime{Pipeline: f.name, DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.testHistory = true
-	s.testMinimal = len(minimal) > 0 && minimal[0]
+	s.testHistory = len(onMinimal) == 0 || !onMinimal[0]
 	return s
 }
 
-func TestSchemaHistoryFollowsDDLAndRestarts(t *testing.T) {
-	for _, minimal := range []bool{false, true} {
-		t.Run(fmt.Sprint("minimal=", minimal), func(t *testing.T) { testSchemaHistoryFollowsDDLAndRestarts(t, minimal) })
+// historyFixture is a fixture on the shared server, or on the MINIMAL one.
+func historyFixture(t *testing.T, onMinimal bool) *fixture {
+	if onMinimal {
+		return newMinimalFixture(t)
+	}
+	return newFixture(t)
+}
+
+// historyServers runs test against the shared server (FULL metadata, the
+// history forced) and against a real binlog_row_metadata=MINIMAL server.
+func historyServers(t *testing.T, test func(t *testing.T, onMinimal bool)) {
+	for _, server := range []string{"full", "minimal"} {
+		t.Run("server="+server, func(t *testing.T) { test(t, server == "minimal") })
 	}
 }
 
+func TestSchemaHistoryFollowsDDLAndRestarts(t *testing.T) {
+	historyServers(t, testSchemaHistoryFollowsDDLAndRestarts)
+}
+
 func testSchemaHistoryFollowsDDLAndRestarts(t *testing.T, minimal bool) {
-	f := newFixture(t)
+	f := historyFixture(t, minimal)
 	tbl := f.name + ".items"
 	dir := t.TempDir()
 	cfg := f.config()
@@ -99,12 +111,16 @@ func testSchemaHistoryFollowsDDLAndRestarts(t *testing.T, minimal bool) {
 }
 
 func TestSchemaHistoryRefusesDDLItCannotFollow(t *testing.T) {
-	f := newFixture(t)
+	historyServers(t, testSchemaHistoryRefusesDDLItCannotFollow)
+}
+
+func testSchemaHistoryRefusesDDLItCannotFollow(t *testing.T, minimal bool) {
+	f := historyFixture(t, minimal)
 	tbl := f.name + ".items"
 	cfg := f.config()
 	cfg.StartPosition = f.gtidPos()
 	ctx := context.Background()
-	s := historySource(t, f, cfg, t.TempDir())
+	s := historySource(t, f, cfg, t.TempDir(), minimal)
 	if err := s.Open(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -193,13 +209,11 @@ func TestSchemaHistoryIsWhereNamesComeFrom(t *testing.T) {
 // TestSchemaHistoryNewTablesAndSnapshot starts with an initial snapshot of
 // db.*, then creates, alters and renames tables mid-stream.
 func TestSchemaHistoryNewTablesAndSnapshot(t *testing.T) {
-	for _, minimal := range []bool{false, true} {
-		t.Run(fmt.Sprint("minimal=", minimal), func(t *testing.T) { testSchemaHistoryNewTablesAndSnapshot(t, minimal) })
-	}
+	historyServers(t, testSchemaHistoryNewTablesAndSnapshot)
 }
 
 func testSchemaHistoryNewTablesAndSnapshot(t *testing.T, minimal bool) {
-	f := newFixture(t)
+	f := historyFixture(t, minimal)
 	f.exec(fmt.Sprintf("INSERT INTO %s.items (id, name) VALUES (1, 'a')", f.name))
 	cfg := f.config()
 	cfg.Tables = []string{f.name + ".*"}

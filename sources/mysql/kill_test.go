@@ -25,7 +25,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("TAPLINE_MYSQL_KILL_CHILD") != "" {
 		os.Exit(killChild())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopMinimalServer()
+	os.Exit(code)
 }
 
 // committed reads the child's output file: the events of every batch

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +21,38 @@ import (
 // which other tests need), and returns its DSN. It stops with the test.
 func privateMariaDB(t *testing.T, opts ...string) string {
 	t.Helper()
+	dsn, stop, err := startMariaDB(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return dsn
+}
+
+// startMariaDB starts a private MariaDB server (see privateMariaDB) and
+// returns its DSN and how to stop it and remove its files.
+func startMariaDB(opts ...string) (dsn string, stop func(), err error) {
 	for _, bin := range []string{"mariadb-install-db", "mariadbd"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s is not installed (make services installs MariaDB): %v", bin, err)
+			return "", nil, fmt.Errorf("%s is not installed (make services installs MariaDB): %v", bin, err)
 		}
 	}
 	dir, err := os.MkdirTemp("", "tapline-mariadb-")
 	if err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	fail := func(err error) (string, func(), error) {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
 	data := filepath.Join(dir, "data")
 	if out, err := exec.Command("mariadb-install-db", "--no-defaults", "--datadir="+data, "--user=root",
 		"--auth-root-authentication-method=normal").CombinedOutput(); err != nil {
-		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
+		return fail(fmt.Errorf("mariadb-install-db: %v\n%s", err, out))
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
@@ -48,30 +63,64 @@ func privateMariaDB(t *testing.T, opts ...string) string {
 	cmd := exec.Command("mariadbd", args...)
 	logf, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mariadbd: %v", err)
+		logf.Close()
+		return fail(fmt.Errorf("start mariadbd: %v", err))
 	}
-	t.Cleanup(func() {
+	stop = func() {
 		cmd.Process.Kill()
 		cmd.Wait()
 		logf.Close()
-	})
-	dsn := fmt.Sprintf("root@tcp(127.0.0.1:%d)/", port)
+		os.RemoveAll(dir)
+	}
+	dsn = fmt.Sprintf("root@tcp(127.0.0.1:%d)/", port)
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
-		t.Fatal(err)
+		stop()
+		return "", nil, err
 	}
 	defer db.Close()
 	for start := time.Now(); db.Ping() != nil; time.Sleep(100 * time.Millisecond) {
 		if time.Since(start) > 30*time.Second {
 			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-			t.Fatalf("the private MariaDB did not start within 30s:\n%s", log)
+			stop()
+			return "", nil, fmt.Errorf("the private MariaDB did not start within 30s:\n%s", log)
 		}
 	}
-	return dsn
+	return dsn, stop, nil
+}
+
+// minimalServer is one private MariaDB with binlog_row_metadata=MINIMAL,
+// started by the first test that needs it (newMinimalFixture) and stopped
+// by TestMain once every test has run.
+var minimalServer struct {
+	once sync.Once
+	dsn  string
+	stop func()
+	err  error
+}
+
+// stopMinimalServer stops the MINIMAL server, if one was started.
+func stopMinimalServer() {
+	if minimalServer.stop != nil {
+		minimalServer.stop()
+	}
+}
+
+// newMinimalFixture is newFixture on the package's MINIMAL server: a
+// database of its own, with the same items table.
+func newMinimalFixture(t *testing.T) *fixture {
+	t.Helper()
+	minimalServer.once.Do(func() {
+		minimalServer.dsn, minimalServer.stop, minimalServer.err = startMariaDB("--binlog-row-metadata=MINIMAL")
+	})
+	if minimalServer.err != nil {
+		t.Fatalf("the MINIMAL server: %v", minimalServer.err)
+	}
+	return newFixtureOn(t, minimalServer.dsn)
 }
 
 // Against a real server with binlog_row_metadata=MINIMAL (TABLE_MAP events
