@@ -152,6 +152,28 @@ func (s *Schema) KeyColumns() []int {
 // HasKey reports whether the table has a primary key.
 func (s *Schema) HasKey() bool { return len(s.KeyColumns()) > 0 }
 
+// KeyOnlyVersion is the version of a key-only schema: one that holds only a
+// table's key columns, as the kafka source makes of a tombstone (all that
+// compaction leaves of a deleted row). Schemas inferred from events without
+// a schema block are version 0 too, but have no key columns.
+const KeyOnlyVersion = 0
+
+// KeyOnly reports whether s is a key-only schema: version KeyOnlyVersion,
+// at least one column, every column part of the key. An event with such a
+// schema deletes by key; sinks never create, evolve or type-check a table
+// from it.
+func (s *Schema) KeyOnly() bool {
+	if s == nil || s.Version != KeyOnlyVersion || len(s.Columns) == 0 {
+		return false
+	}
+	for _, c := range s.Columns {
+		if c.Key <= 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Index returns the index of the named column, or -1.
 func (s *Schema) Index(name string) int {
 	for i, c := range s.Columns {

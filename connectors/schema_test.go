@@ -119,3 +119,28 @@ func ExampleSchema_KeyColumns() {
 	// order_id
 	// line
 }
+
+// KeyOnly holds for version-0 schemas whose every column is a key column,
+// and for no other.
+func TestSchemaKeyOnly(t *testing.T) {
+	id := connectors.TableID{Schema: "s", Name: "t"}
+	for _, tc := range []struct {
+		name    string
+		version int
+		cols    []connectors.Column
+		want    bool
+	}{
+		{"the key of a tombstone", connectors.KeyOnlyVersion, []connectors.Column{{Name: "a", Type: connectors.TypeInt64, Key: 1}, {Name: "b", Type: connectors.TypeString, Key: 2}}, true},
+		{"inferred, no key", connectors.KeyOnlyVersion, []connectors.Column{{Name: "a", Type: connectors.TypeInt64}}, false},
+		{"a non-key column", connectors.KeyOnlyVersion, []connectors.Column{{Name: "a", Type: connectors.TypeInt64, Key: 1}, {Name: "b", Type: connectors.TypeString}}, false},
+		{"a versioned schema of key columns only", 1, []connectors.Column{{Name: "a", Type: connectors.TypeInt64, Key: 1}}, false},
+	} {
+		if got := connectors.MustSchema(id, tc.version, tc.cols).KeyOnly(); got != tc.want {
+			t.Errorf("%s: KeyOnly = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	var none *connectors.Schema
+	if none.KeyOnly() {
+		t.Error("a nil schema is key-only")
+	}
+}

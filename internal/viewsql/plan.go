@@ -38,7 +38,7 @@ type tablePlan struct {
 
 	info *TableInfo // the table after ensure
 
-	// keyOnly: a key-only shape (see keyOnlySchema) is in the batch; weak
+	// keyOnly: a key-only shape (see connectors.Schema.KeyOnly) is in the batch; weak
 	// marks the columns only such shapes brought so far, which a full
 	// shape's definitions replace.
 	keyOnly bool

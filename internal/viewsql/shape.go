@@ -39,27 +39,9 @@ type shape struct {
 	keys      []int // indexes in cols of the key columns, in key order (upsert mode)
 	keyAt     []int // per column: its position in the key, -1 if not a key column
 	keyNames  []string
-	// keyOnly: the schema holds only the key (see keyOnlySchema); its
+	// keyOnly: the schema holds only the key (see connectors.Schema.KeyOnly); its
 	// events delete by key and never shape the table.
 	keyOnly bool
-}
-
-// keyOnlySchema reports whether s holds only a table's key, as the Kafka
-// source makes of a tombstone (all that compaction leaves of a deleted
-// row): schema version 0 with every column a key column. Schemas inferred
-// from events without a schema block are version 0 too, but have no key.
-// Deletes of a key-only schema delete by key; the table is never created,
-// evolved or checked for type changes from such a schema.
-func keyOnlySchema(s *connectors.Schema) bool {
-	if s == nil || s.Version != 0 || len(s.Columns) == 0 {
-		return false
-	}
-	for _, c := range s.Columns {
-		if c.Key <= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // borrowKeyTypes returns the columns of key-only schema sch with the
@@ -161,7 +143,7 @@ func (s *Sink) buildShape(t connectors.TableID, sch *connectors.Schema, connecto
 	if !history && !sch.HasKey() {
 		return nil, &NoKeyError{Sink: s.name, Source: t, Target: live}
 	}
-	if keyOnlySchema(sch) {
+	if sch.KeyOnly() {
 		sh.keyOnly = true
 		sch = s.borrowKeyTypes(t, sch) // sh.schema stays the event's, for the shape cache
 	}

@@ -149,7 +149,7 @@ func (s *Sink) schema(sch *connectors.Schema, t *tableInfo) (*schemaInfo, error)
 	for _, c := range t.indexes {
 		// A key-only schema (a Kafka tombstone) only deletes, and a delete
 		// takes the indexed values from the stored row.
-		if sch.Index(c) < 0 && !keyOnlySchema(sch) {
+		if sch.Index(c) < 0 && !sch.KeyOnly() {
 			names := make([]string, len(sch.Columns))
 			for i, col := range sch.Columns {
 				names[i] = col.Name
@@ -262,7 +262,7 @@ func (s *Sink) prepareOne(ev *connectors.Event, i int, fields *[]string) (prepar
 	if sch == nil {
 		return p, reject("%s event of %s has no schema", ev.Op, t.ident)
 	}
-	if ev.Op == connectors.OpDelete && ev.Source.DB == "" && keyOnlySchema(sch) && s.templateUses("db") {
+	if ev.Op == connectors.OpDelete && ev.Source.DB == "" && sch.KeyOnly() && s.templateUses("db") {
 		// A tombstone read back from Kafka (a key-only schema) carries no
 		// origin database: its key would render with an empty {db} and
 		// delete nothing.
@@ -1180,21 +1180,6 @@ func (s *Sink) mergeOrigins(rows []prepared, beats []*connectors.Event) (connect
 		}
 	}
 	return merged, pairs
-}
-
-// keyOnlySchema reports whether sch holds only a table's key, as the Kafka
-// source makes of a tombstone: version 0 with every column a key column.
-// Deleting by such a schema needs nothing but the key columns.
-func keyOnlySchema(sch *connectors.Schema) bool {
-	if sch.Version != 0 || len(sch.Columns) == 0 {
-		return false
-	}
-	for _, c := range sch.Columns {
-		if c.Key <= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // templateUses reports whether key_template has the placeholder ph.

@@ -14,8 +14,8 @@
 //
 // A tombstone (a key and a null value) with a table header, as the Kafka
 // sink writes after each delete, becomes a delete of that key whose
-// schema holds only the key columns (version KeyOnlyVersion, see
-// IsKeyOnly): after compaction it is all a topic keeps of a deleted row,
+// schema holds only the key columns (version connectors.KeyOnlyVersion, see
+// connectors.Schema.KeyOnly): after compaction it is all a topic keeps of a deleted row,
 // so a view built from the compacted topic must delete the row by key.
 //
 // On a rebalance the source stops returning events of partitions taken

@@ -23,29 +23,6 @@ const (
 	headerDB        = "db"        // optional: the origin database
 )
 
-// KeyOnlyVersion is the schema version of the events the source makes of
-// tombstones: their schema holds only the key columns, each with a key
-// position, typed from the key's JSON. Sinks tell such a schema by its
-// version together with every column being a key column (the schemas the
-// event decoder infers for events without a schema block are version 0
-// too, but have no key columns), see IsKeyOnly.
-const KeyOnlyVersion = 0
-
-// IsKeyOnly reports whether s is a key-only schema as the source makes of
-// a tombstone: version 0, at least one column, every column part of the
-// key.
-func IsKeyOnly(s *connectors.Schema) bool {
-	if s == nil || s.Version != KeyOnlyVersion || len(s.Columns) == 0 {
-		return false
-	}
-	for _, c := range s.Columns {
-		if c.Key <= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // maxTombstoneSchemas bounds the cache of key-only schemas.
 const maxTombstoneSchemas = 1024
 
@@ -114,7 +91,7 @@ func (s *Source) keySchema(id connectors.TableID, names []string, types []connec
 	for i := range names {
 		cols[i] = connectors.Column{Name: names[i], Type: types[i], Key: i + 1}
 	}
-	sch, err := connectors.NewSchema(id, KeyOnlyVersion, cols)
+	sch, err := connectors.NewSchema(id, connectors.KeyOnlyVersion, cols)
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ func tombstoneOf(rec *kgo.Record) *kgo.Record {
 // checkKeyDelete checks that ev is the key-only delete of items row id.
 func checkKeyDelete(t *testing.T, ev connectors.Event, id int64) {
 	t.Helper()
-	if ev.Op != connectors.OpDelete || ev.Schema == nil || !kafka.IsKeyOnly(ev.Schema) || ev.Schema.Version != kafka.KeyOnlyVersion {
+	if ev.Op != connectors.OpDelete || ev.Schema == nil || !ev.Schema.KeyOnly() || ev.Schema.Version != connectors.KeyOnlyVersion {
 		t.Fatalf("tombstone event = %+v, want a delete with a key-only schema", ev)
 	}
 	c := ev.Schema.Columns
@@ -208,7 +208,7 @@ func TestTombstoneKeys(t *testing.T) {
 		t.Fatalf("read %d events, want 1 (the headerless tombstone skipped)", len(evs))
 	}
 	ev := evs[0]
-	if !kafka.IsKeyOnly(ev.Schema) || ev.Source.Connector != "postgres" || ev.Source.DB != "shopdb" || ev.Source.Table != "odd" {
+	if !ev.Schema.KeyOnly() || ev.Source.Connector != "postgres" || ev.Source.DB != "shopdb" || ev.Source.Table != "odd" {
 		t.Fatalf("event %+v, want a key-only delete of shop.odd from postgres shopdb", ev)
 	}
 	var got []string
