@@ -152,6 +152,7 @@ type Sink struct {
 	js       jetstream.JetStream
 	release  func()
 	subjects []string // the stream's subjects
+	rollup   bool     // the stream takes Nats-Rollup headers: heartbeats replace the one before
 	maxMsg   int64    // the largest message the server takes
 	opened   bool
 	closed   bool
@@ -358,6 +359,8 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 			Replicas:    s.cfg.Replicas,
 			Duplicates:  s.cfg.DuplicateWindow,
 			Discard:     jetstream.DiscardOld,
+			// Heartbeats roll up: the stream keeps the latest of them only.
+			AllowRollup: true,
 		}
 		if s.cfg.MaxBytes > 0 {
 			cfg.MaxBytes = s.cfg.MaxBytes
@@ -380,6 +383,11 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 		return err
 	}
 	s.subjects = info.Config.Subjects
+	s.rollup = info.Config.AllowRollup && !info.Config.DenyPurge
+	if !s.rollup && s.cfg.Mode == ModeHistory {
+		s.log.Info("nats: the stream does not allow rollup headers, so it keeps every heartbeat message; allow them to keep only the latest (nats stream edit "+s.stream+" --allow-rollup), or bound the stream with max_age",
+			"stream", s.stream, "heartbeat_subject", s.cfg.SubjectPrefix+"."+HeartbeatToken)
+	}
 	if info.Config.Duplicates < s.cfg.DuplicateWindow {
 		s.log.Info("nats: the stream's duplicate window is shorter than duplicate_window; re-published batches older than it are stored twice",
 			"stream", s.stream, "stream_duplicate_window", info.Config.Duplicates, "duplicate_window", s.cfg.DuplicateWindow)
@@ -627,6 +635,11 @@ func (s *Sink) headers(ev *connectors.Event) (gonats.Header, int, error) {
 		set(jetstream.MsgIDHeader, s.idPrefix+base64.RawURLEncoding.EncodeToString(ev.Position))
 	}
 	set(HeaderOp, ev.Op.String())
+	if ev.Op == connectors.OpHeartbeat && s.rollup {
+		// Only the latest heartbeat matters (the furthest origin
+		// position): it replaces those before it on its subject.
+		set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	}
 	t := ev.Table()
 	set(HeaderTable, headerValue(t.String()))
 	if ev.Schema != nil {

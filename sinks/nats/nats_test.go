@@ -365,3 +365,55 @@ func TestHeartbeatSubject(t *testing.T) {
 		})
 	}
 }
+
+// A heartbeat replaces the one before it in the stream the sink creates
+// (a rollup of its subject), so that history-mode streams do not fill up
+// with heartbeats; a stream made without rollups keeps them all, and still
+// takes them.
+func TestHeartbeatsRollUp(t *testing.T) {
+	for _, rollup := range []bool{true, false} {
+		t.Run(fmt.Sprint("allow_rollup=", rollup), func(t *testing.T) {
+			tg := realTarget(t)
+			cfg := tg.config()
+			if !rollup {
+				if _, err := tg.js.CreateStream(context.Background(), jetstream.StreamConfig{Name: tg.stream,
+					Subjects: []string{tg.prefix + ".>"}, Duplicates: cfg.DuplicateWindow}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := tg.newSink(t, cfg)
+			mustOpen(t, s)
+			evs := connectortest.Changes(1, 3, 1, map[string]string{})
+			for i := uint64(1); i <= 3; i++ {
+				evs = append(evs, connectors.Event{Op: connectors.OpHeartbeat,
+					Source:   connectors.SourceInfo{Connector: "postgres", DB: "shop", Position: fmt.Sprintf("0/%X:0", 0x100*i)},
+					Position: connectors.TxPosition{Commit: 0x100 * i}.Encode()})
+			}
+			// The heartbeats in two batches: a rollup also reaches back
+			// into an earlier batch.
+			if err := s.WriteBatch(context.Background(), batchOf(evs[:4])); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.WriteBatch(context.Background(), batchOf(evs[4:])); err != nil {
+				t.Fatal(err)
+			}
+			var beats []string
+			for _, m := range readStream(t, tg.url, tg.stream) {
+				if m.header.Get(nats.HeaderOp) == "h" {
+					beats = append(beats, m.header.Get(jetstream.MsgIDHeader))
+				}
+			}
+			want := 1
+			if !rollup {
+				want = 3
+			}
+			if len(beats) != want {
+				t.Fatalf("the stream keeps %d heartbeats (%v), want %d", len(beats), beats, want)
+			}
+			wantLast := connectors.TxPosition{Commit: 0x300}.Encode()
+			if !strings.HasSuffix(beats[len(beats)-1], base64.RawURLEncoding.EncodeToString(wantLast)) {
+				t.Errorf("the last heartbeat kept is %s, want the one at %x", beats[len(beats)-1], wantLast)
+			}
+		})
+	}
+}
