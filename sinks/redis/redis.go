@@ -283,7 +283,7 @@ func (s *Sink) Open(ctx context.Context) error {
 			return s.wrap("delete the abandoned shadow copy", err)
 		}
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, s.meta); err != nil {
 		return err
 	}
 	format, err := s.rdb.Get(ctx, s.meta.format).Result()
@@ -380,6 +380,13 @@ func (s *Sink) Promote(ctx context.Context) error {
 		return errors.New("redis: Promote needs a sink opened after UseShadow")
 	}
 	live := newMetaKeys(s.cfg.OffsetsPrefix, s.pipeline)
+	// A live view no sink of this version has opened yet still has a
+	// table list of key lists: the script needs its key patterns.
+	if err := s.migrate(ctx, live); err != nil {
+		s.mu.Unlock()
+		cerr := s.Close(context.WithoutCancel(ctx))
+		return errors.Join(err, cerr)
+	}
 	keys := append(live.all(), s.meta.all()...)
 	// The script may run longer than one batch: no read timeout, only ctx.
 	n, err := promoteScript.Run(ctx, s.rdb.WithTimeout(0), keys, s.keyPrefix, globEscape(s.keyPrefix)+"*").Int64()
@@ -392,17 +399,18 @@ func (s *Sink) Promote(ctx context.Context) error {
 	return s.Close(ctx)
 }
 
-// migrate turns a table list written by an earlier version of the sink,
-// which named a list of each table's keys, into one of key patterns, and
-// deletes those lists: the sink now finds a table's keys by its pattern.
-func (s *Sink) migrate(ctx context.Context) error {
-	entries, err := s.rdb.SMembers(ctx, s.meta.tables).Result()
+// migrate turns the table list of meta written by an earlier version of
+// the sink, which named a list of each table's keys, into one of key
+// patterns, and deletes those lists: the sink now finds a table's keys by
+// its pattern.
+func (s *Sink) migrate(ctx context.Context, meta metaKeys) error {
+	entries, err := s.rdb.SMembers(ctx, meta.tables).Result()
 	if err != nil {
-		return s.wrap("read the table list at "+s.meta.tables, err)
+		return s.wrap("read the table list at "+meta.tables, err)
 	}
 	var old []string
 	for _, e := range entries {
-		if strings.HasPrefix(e, s.meta.oldLists) {
+		if strings.HasPrefix(e, meta.oldLists) {
 			old = append(old, e)
 		}
 	}
@@ -412,15 +420,15 @@ func (s *Sink) migrate(ctx context.Context) error {
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, list := range old {
 			// The list was named after the table's keys: <head>{pk}<tail>.
-			head, tail, _ := strings.Cut(strings.TrimPrefix(list, s.meta.oldLists), "{pk}")
-			p.SAdd(ctx, s.meta.tables, globEscape(head)+"*"+globEscape(tail))
-			p.SRem(ctx, s.meta.tables, list)
+			head, tail, _ := strings.Cut(strings.TrimPrefix(list, meta.oldLists), "{pk}")
+			p.SAdd(ctx, meta.tables, globEscape(head)+"*"+globEscape(tail))
+			p.SRem(ctx, meta.tables, list)
 			p.Unlink(ctx, list)
 		}
 		return nil
 	})
 	if err != nil {
-		return s.wrap("convert the table list at "+s.meta.tables, err)
+		return s.wrap("convert the table list at "+meta.tables, err)
 	}
 	s.log.Info("redis: converted the table list of an earlier version; its key lists are deleted", "tables", len(old))
 	return nil

@@ -173,6 +173,35 @@ func TestOldKeyListsAreConverted(t *testing.T) {
 	}
 }
 
+// A promote over a live view that only an earlier version of the sink
+// wrote (its table list naming key lists) still replaces every live row.
+func TestPromoteOverAnOldVersionsView(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	list := e.cfg.OffsetsPrefix + "p:keys:" + e.prefix + "orders:{pk}"
+	for _, k := range []string{"orders:1", "orders:2"} {
+		e.rc.HSet(ctx, e.prefix+k, "id", "old")
+		e.rc.SAdd(ctx, list, e.prefix+k)
+	}
+	e.rc.SAdd(ctx, e.cfg.OffsetsPrefix+"p:tables", list)
+	e.rc.Set(ctx, e.cfg.OffsetsPrefix+"p", "old position", 0)
+	shadow := e.sink(t, nil)
+	shadow.UseShadow()
+	if err := shadow.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, shadow, batch(change(connectors.OpCreate, ordersSchema, 1, nil, vals(int64(3), nil, "new", nil, nil))))
+	if err := shadow.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.mustScan(t, "orders*"), []string{e.prefix + "orders:3"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("after promote: %v, want %v", got, want)
+	}
+	if got, want := e.tableList(t, "p"), []string{e.prefix + "orders:*"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("live table list after promote = %v, want %v", got, want)
+	}
+}
+
 // A view's format is stored with it: opening it with another format is a
 // clear error pointing at rebuild, before anything is written.
 func TestFormatChangeIsRefused(t *testing.T) {
