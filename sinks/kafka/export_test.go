@@ -20,3 +20,10 @@ func ProducerOptions(s any) []kgo.Opt { return Unwrap(s).produce }
 
 // KeyPartition exposes the partition choice used for the stored position.
 var KeyPartition = keyPartition
+
+// EndWatch returns the logger that sees franz-go turn a commit into an
+// abort, and whether it saw one.
+func EndWatch(s any) (kgo.Logger, func() bool) {
+	w := Unwrap(s).endWatch
+	return w, w.abortedCommit
+}

@@ -71,6 +71,9 @@ type Sink struct {
 	eos     bool
 	txnID   string
 	posKey  []byte // the pipeline name: the key of its position in offsets_topic
+	// endWatch is the producer's logger with exactly_once: it sees
+	// franz-go turn a commit into an abort (see endWatch).
+	endWatch *endWatch
 
 	// beforeCommit, when set by a test, runs between the produce and the
 	// commit of a transaction; an error from it makes WriteBatch return
@@ -168,7 +171,9 @@ func newSink(cfg Config, rt connectors.Runtime) (*Sink, error) {
 		if s.txnID == "" {
 			s.txnID = "tapline-" + rt.Pipeline
 		}
-		s.produce = append(s.produce, kgo.TransactionalID(s.txnID), kgo.TransactionTimeout(cfg.TransactionTimeout))
+		s.endWatch = &endWatch{inner: kafkaopts.Logger(s.log)}
+		s.produce = append(s.produce, kgo.TransactionalID(s.txnID), kgo.TransactionTimeout(cfg.TransactionTimeout),
+			kgo.WithLogger(s.endWatch))
 	}
 	return s, nil
 }
