@@ -576,7 +576,6 @@ func (o *overlay) truncate(t *tableInfo) {
 // until the transaction has run are given as *string: go-redis writes a
 // *string as the string, which saves boxing every one in an interface.
 type plan struct {
-	s     *Sink
 	cmds  [][]any
 	owner []int // per command: the index in the batch of the event it writes, -1 for the sink's own
 	arena []any
@@ -644,7 +643,7 @@ func (s *Sink) buildPlan(rows []prepared, reads map[string]readResult, track boo
 	for i := range rows {
 		size += 8 + len(rows[i].fields) + len(rows[i].nulls)
 	}
-	pl := &plan{s: s, cmds: make([][]any, 0, 2*len(rows)+4), owner: make([]int, 0, 2*len(rows)+4), arena: make([]any, 0, size)}
+	pl := &plan{cmds: make([][]any, 0, 2*len(rows)+4), owner: make([]int, 0, 2*len(rows)+4), arena: make([]any, 0, size)}
 	if s.cfg.TTL > 0 {
 		pl.ttl = strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10)
 	}
