@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tapline/tapline/connectors"
 )
@@ -65,14 +66,18 @@ func TestPositionWentBack(t *testing.T) {
 	}
 }
 
-// A row that changes between the sink reading it and the batch script
-// (another writer, an expiry) makes the script write nothing; the sink
-// reads again and applies the batch on what is there now.
+// With a TTL the rows a batch reads are WATCHed: one that changes between
+// the sink reading it and EXEC (an expiry; here another writer, which is
+// easier to time) makes EXEC write nothing, and the sink reads again and
+// applies the batch on what is there now.
 func TestRowChangedAfterReadIsReread(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	in := &injector{}
-	s := e.sink(t, func(c *Config) { c.Indexes = []Index{{Table: "orders", Column: "customer_id"}} })
+	s := e.sink(t, func(c *Config) {
+		c.Indexes = []Index{{Table: "orders", Column: "customer_id"}}
+		c.TTL = time.Hour
+	})
 	s.dial = in.dial
 	if err := s.Open(ctx); err != nil {
 		t.Fatal(err)
