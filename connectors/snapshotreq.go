@@ -139,3 +139,104 @@ func SaveSnapshotState(dataDir, pipeline string, v any) error {
 	}
 	return os.Rename(tmp, filepath.Join(dir, "state.json"))
 }
+
+// SnapshotChunk is a chunk of an incremental snapshot as a source records
+// it in its SnapshotProgress: what it needs to know whether the chunk is
+// durable and where the next one starts is the source's own.
+type SnapshotChunk interface {
+	// IsFinal reports whether the chunk is its table's last.
+	IsFinal() bool
+}
+
+// SnapshotProgress is a database source's incremental snapshot progress,
+// as LoadSnapshotState and SaveSnapshotState keep it: the tables
+// requested, in order, each with the chunks emitted whose durability is
+// not known yet, plus the last one known durable. A table is done, and
+// dropped, once its final chunk is durable.
+type SnapshotProgress[C SnapshotChunk] struct {
+	Tables []SnapshotTable[C] `json:"tables"`
+}
+
+// SnapshotTable is a table of a SnapshotProgress and its chunks.
+type SnapshotTable[C SnapshotChunk] struct {
+	Table  string `json:"table"`
+	Chunks []C    `json:"chunks"`
+}
+
+// Finished reports whether the table's final chunk has been emitted.
+func (t *SnapshotTable[C]) Finished() bool {
+	return len(t.Chunks) > 0 && t.Chunks[len(t.Chunks)-1].IsFinal()
+}
+
+// Current returns the table being read: the first whose final chunk has
+// not been emitted, or nil.
+func (p *SnapshotProgress[C]) Current() *SnapshotTable[C] {
+	for i := range p.Tables {
+		if !p.Tables[i].Finished() {
+			return &p.Tables[i]
+		}
+	}
+	return nil
+}
+
+// LastChunk returns the current table's last chunk emitted, after which
+// its next chunk starts; false when it has none (it starts at the
+// beginning) or no table is being read.
+func (p *SnapshotProgress[C]) LastChunk() (C, bool) {
+	if cur := p.Current(); cur != nil && len(cur.Chunks) > 0 {
+		return cur.Chunks[len(cur.Chunks)-1], true
+	}
+	var none C
+	return none, false
+}
+
+// Resume keeps, after a restart, the chunks durable reports as made
+// durable (the others are read again), and drops the tables it leaves
+// finished.
+func (p *SnapshotProgress[C]) Resume(durable func(C) bool) {
+	kept := p.Tables[:0]
+	for _, t := range p.Tables {
+		chunks := t.Chunks[:0]
+		for _, c := range t.Chunks {
+			if durable(c) {
+				chunks = append(chunks, c)
+			}
+		}
+		t.Chunks = chunks
+		if !t.Finished() {
+			kept = append(kept, t)
+		}
+	}
+	p.Tables = kept
+}
+
+// Prune forgets what is known durable: per table, the chunks before the
+// last durable one, and the tables whose final chunk is durable.
+func (p *SnapshotProgress[C]) Prune(durable func(C) bool) {
+	kept := p.Tables[:0]
+	for _, t := range p.Tables {
+		first := 0
+		for i, c := range t.Chunks {
+			if durable(c) {
+				first = i
+			}
+		}
+		t.Chunks = t.Chunks[first:]
+		if t.Finished() && durable(t.Chunks[len(t.Chunks)-1]) {
+			continue
+		}
+		kept = append(kept, t)
+	}
+	p.Tables = kept
+}
+
+// Drop removes the first table named table whose final chunk has not been
+// emitted: a request that cannot be served.
+func (p *SnapshotProgress[C]) Drop(table string) {
+	for i := range p.Tables {
+		if p.Tables[i].Table == table && !p.Tables[i].Finished() {
+			p.Tables = append(p.Tables[:i], p.Tables[i+1:]...)
+			return
+		}
+	}
+}

@@ -44,23 +44,10 @@ const (
 	markHigh = "high"
 )
 
-// incrState is the persisted progress: the tables requested, in order,
-// each with the chunks emitted whose durability is not known yet, plus the
-// last one known durable. A table is done, and dropped, once its final
-// chunk is durable.
-type incrState struct {
-	Tables []incrTable `json:"tables"`
-}
+// incrState is the persisted progress (see connectors.SnapshotProgress).
+type incrState = connectors.SnapshotProgress[incrChunk]
 
-type incrTable struct {
-	Table  string      `json:"table"`
-	Chunks []incrChunk `json:"chunks"`
-}
-
-// finished reports whether the table's final chunk has been emitted.
-func (t *incrTable) finished() bool {
-	return len(t.Chunks) > 0 && t.Chunks[len(t.Chunks)-1].Final
-}
+type incrTable = connectors.SnapshotTable[incrChunk]
 
 // incrChunk is a chunk emitted. Keys are kept as the bytes the server
 // printed (base64 in JSON): a binary key is not valid UTF-8.
@@ -70,6 +57,9 @@ type incrChunk struct {
 	Rows  int      `json:"rows"` // rows emitted
 	Final bool     `json:"final"`
 }
+
+// IsFinal reports whether the chunk is its table's last.
+func (c incrChunk) IsFinal() bool { return c.Final }
 
 // posKey is the order-giving part of a stream position.
 type posKey struct {
@@ -147,42 +137,21 @@ func (s *Source) newIncremental(stored *streamPos) (*incremental, error) {
 	}
 	// Chunks after the stored position were not made durable: read them
 	// again.
-	kept := in.state.Tables[:0]
-	for _, t := range in.state.Tables {
-		chunks := t.Chunks[:0]
-		for _, c := range t.Chunks {
-			if stored != nil && c.End.atOrBefore(keyOf(*stored)) {
-				chunks = append(chunks, c)
-			}
-		}
-		t.Chunks = chunks
-		if !t.finished() {
-			kept = append(kept, t)
-		}
-	}
-	in.state.Tables = kept
+	in.state.Resume(func(c incrChunk) bool { return stored != nil && c.End.atOrBefore(keyOf(*stored)) })
 	if cur := in.current(); cur != nil {
 		s.log.Info("incremental snapshot goes on", "table", cur.Table, "after_key", keyText(in.resumeKey()), "durable_chunks", len(cur.Chunks))
 	}
 	return in, in.save()
 }
 
-// current is the table being read: the first whose final chunk has not
-// been emitted.
-func (in *incremental) current() *incrTable {
-	for i := range in.state.Tables {
-		if !in.state.Tables[i].finished() {
-			return &in.state.Tables[i]
-		}
-	}
-	return nil
-}
+// current is the table being read, or nil.
+func (in *incremental) current() *incrTable { return in.state.Current() }
 
 // resumeKey is where the current table's next chunk starts after (nil:
 // at its start).
 func (in *incremental) resumeKey() [][]byte {
-	if cur := in.current(); cur != nil && len(cur.Chunks) > 0 {
-		return cur.Chunks[len(cur.Chunks)-1].Key
+	if c, ok := in.state.LastChunk(); ok {
+		return c.Key
 	}
 	return nil
 }
@@ -193,21 +162,7 @@ func (in *incremental) prune(acked *posKey) {
 	if acked == nil {
 		return
 	}
-	kept := in.state.Tables[:0]
-	for _, t := range in.state.Tables {
-		first := 0
-		for i, c := range t.Chunks {
-			if c.End.atOrBefore(*acked) {
-				first = i
-			}
-		}
-		t.Chunks = t.Chunks[first:]
-		if t.finished() && t.Chunks[len(t.Chunks)-1].End.atOrBefore(*acked) {
-			continue
-		}
-		kept = append(kept, t)
-	}
-	in.state.Tables = kept
+	in.state.Prune(func(c incrChunk) bool { return c.End.atOrBefore(*acked) })
 }
 
 func (in *incremental) save() error {
@@ -318,12 +273,7 @@ func (in *incremental) fail(err error) error {
 func (in *incremental) abandon(table string, why error) error {
 	s := in.src
 	s.log.Error("incremental snapshot of a table abandoned", "table", table, "error", why)
-	for i := range in.state.Tables {
-		if in.state.Tables[i].Table == table && !in.state.Tables[i].finished() {
-			in.state.Tables = append(in.state.Tables[:i], in.state.Tables[i+1:]...)
-			break
-		}
-	}
+	in.state.Drop(table)
 	if in.win != nil && in.win.table.id.String() == table {
 		in.win = nil
 	}

@@ -81,7 +81,7 @@ func snapshotIdle(t *testing.T, s *Source) bool {
 		return false
 	}
 	for i := range st.Tables {
-		if !st.Tables[i].finished() {
+		if !st.Tables[i].Finished() {
 			return false
 		}
 	}

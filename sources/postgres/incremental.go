@@ -33,29 +33,19 @@ import (
 
 const snapshotPrefix = "tapline_snapshot"
 
-// incrState is the persisted progress: the tables requested, in order,
-// each with the chunks emitted whose durability is not known yet, plus the
-// last one known durable. A table is done, and dropped, once its final
-// chunk is durable.
-type incrState struct {
-	Tables []incrTable `json:"tables"`
-}
+// incrState is the persisted progress (see connectors.SnapshotProgress).
+type incrState = connectors.SnapshotProgress[incrChunk]
 
-type incrTable struct {
-	Table  string      `json:"table"`
-	Chunks []incrChunk `json:"chunks"`
-}
-
-// finished reports whether the table's final chunk has been emitted.
-func (t *incrTable) finished() bool {
-	return len(t.Chunks) > 0 && t.Chunks[len(t.Chunks)-1].Final
-}
+type incrTable = connectors.SnapshotTable[incrChunk]
 
 type incrChunk struct {
 	HW    uint64   `json:"hw"`    // commit LSN of the high watermark's transaction
 	Key   []string `json:"key"`   // the chunk's last key, as text
 	Final bool     `json:"final"` // the table's last chunk
 }
+
+// IsFinal reports whether the chunk is its table's last.
+func (c incrChunk) IsFinal() bool { return c.Final }
 
 // window is a chunk between its watermarks.
 type window struct {
@@ -93,43 +83,21 @@ func (s *Source) newIncremental(stored connectors.TxPosition, hasStored bool) (*
 		return in, nil
 	}
 	// Chunks after the stored position were not made durable: read them
-	// again.
-	kept := in.state.Tables[:0]
-	for _, t := range in.state.Tables {
-		chunks := t.Chunks[:0]
-		for _, c := range t.Chunks {
-			// A chunk is durable when the stored position is past its
-			// high watermark's transaction, not inside it.
-			if hasStored && c.HW < stored.Commit {
-				chunks = append(chunks, c)
-			}
-		}
-		t.Chunks = chunks
-		if !t.finished() {
-			kept = append(kept, t)
-		}
-	}
-	in.state.Tables = kept
+	// again. A chunk is durable when the stored position is past its high
+	// watermark's transaction, not inside it.
+	in.state.Resume(func(c incrChunk) bool { return hasStored && c.HW < stored.Commit })
 	if cur := in.current(); cur != nil {
 		s.log.Info("incremental snapshot goes on", "table", cur.Table, "after_key", in.resumeKey())
 	}
 	return in, in.save()
 }
 
-// current is the table being read: the first whose final chunk has not
-// been emitted.
-func (in *incremental) current() *incrTable {
-	for i := range in.state.Tables {
-		if !in.state.Tables[i].finished() {
-			return &in.state.Tables[i]
-		}
-	}
-	return nil
-}
+// current is the table being read, or nil.
+func (in *incremental) current() *incrTable { return in.state.Current() }
 
 func (in *incremental) resumeKey() []string {
-	if cur := in.current(); cur != nil && len(cur.Chunks) > 0 {
-		return cur.Chunks[len(cur.Chunks)-1].Key
+	if c, ok := in.state.LastChunk(); ok {
+		return c.Key
 	}
 	return nil
 }
@@ -137,21 +105,7 @@ func (in *incremental) resumeKey() []string {
 // prune forgets what is known durable: per table, the chunks before the
 // last durable one, and tables whose final chunk is durable.
 func (in *incremental) prune(acked uint64) {
-	kept := in.state.Tables[:0]
-	for _, t := range in.state.Tables {
-		first := 0
-		for i, c := range t.Chunks {
-			if c.HW < acked {
-				first = i
-			}
-		}
-		t.Chunks = t.Chunks[first:]
-		if t.finished() && t.Chunks[len(t.Chunks)-1].HW < acked {
-			continue
-		}
-		kept = append(kept, t)
-	}
-	in.state.Tables = kept
+	in.state.Prune(func(c incrChunk) bool { return c.HW < acked })
 }
 
 func (in *incremental) save() error {
@@ -208,12 +162,7 @@ func (in *incremental) readChunk(ctx context.Context) error {
 	// A request that can never be served (no such table, no key) is
 	// dropped, loudly.
 	s.log.Error("incremental snapshot of a table abandoned", "table", name, "error", err)
-	for i := range in.state.Tables {
-		if &in.state.Tables[i] == cur {
-			in.state.Tables = append(in.state.Tables[:i], in.state.Tables[i+1:]...)
-			break
-		}
-	}
+	in.state.Drop(name)
 	return in.save()
 }
 

@@ -52,7 +52,7 @@ func snapshotDone(t *testing.T, s *Source) bool {
 		t.Fatal(err)
 	}
 	for i := range st.Tables {
-		if !st.Tables[i].finished() {
+		if !st.Tables[i].Finished() {
 			return false
 		}
 	}
