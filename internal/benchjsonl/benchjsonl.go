@@ -20,12 +20,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/tapline/tapline/connectors"
 	"github.com/tapline/tapline/connectors/eventjson"
+	"github.com/tapline/tapline/internal/servicetest"
 	"github.com/tapline/tapline/offsets"
 	"github.com/tapline/tapline/pipelines"
 	"github.com/tapline/tapline/sources/jsonl"
@@ -36,18 +36,6 @@ import (
 // new sink, whose opening (a connection, prepared statements, a temporary
 // table) is part of its time.
 const Slices = 10
-
-// slices returns TAPLINE_BENCH_SLICES, or Slices.
-func slices(b *testing.B) int {
-	if s := os.Getenv("TAPLINE_BENCH_SLICES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			b.Fatalf("TAPLINE_BENCH_SLICES=%q is not a positive number", s)
-		}
-		return n
-	}
-	return Slices
-}
 
 // Batch is the pipeline's max_events (the engine's default), and the
 // plain writer's batch size.
@@ -88,7 +76,7 @@ func (r Result) Report(b *testing.B, n int) {
 func Run(b *testing.B, n int, event func(i int) connectors.Event, newSink func(mem bool) connectors.Sink, plain Plain) Result {
 	b.Helper()
 	dir := b.TempDir()
-	slice := max(Batch, (n/slices(b)+Batch-1)/Batch*Batch)
+	slice := max(Batch, (n/servicetest.Count(b, "TAPLINE_BENCH_SLICES", Slices)+Batch-1)/Batch*Batch)
 	var files []string
 	var size int64
 	for from := 0; from < n; from += slice {

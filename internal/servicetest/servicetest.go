@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,22 @@ func env(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// Count returns the positive number in the environment variable name (a
+// test's or benchmark's size, TAPLINE_BENCH_ROWS say), or def when it is
+// unset. Any other value fails the test, naming the variable.
+func Count(t testing.TB, name string, def int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q is not a positive number", name, s)
+	}
+	return n
 }
 
 // PostgresDSN returns the DSN of the test Postgres after checking that it

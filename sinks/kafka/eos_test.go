@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/tapline/tapline/connectors"
+	"github.com/tapline/tapline/internal/servicetest"
 	"github.com/tapline/tapline/sinks/kafka"
 )
 
@@ -227,10 +226,7 @@ func TestEmptyBatchesSurviveReopens(t *testing.T) {
 	c := newCluster(t)
 	cfg := eosConfig(t, c)
 	ctx := context.Background()
-	rounds := 100
-	if n, err := strconv.Atoi(os.Getenv("TAPLINE_REOPEN_ROUNDS")); err == nil && n > 0 {
-		rounds = n
-	}
+	rounds := servicetest.Count(t, "TAPLINE_REOPEN_ROUNDS", 100)
 	retried := 0
 	for i := range rounds {
 		s := newSink(t, cfg, "reopens")

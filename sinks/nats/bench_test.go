@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,24 +14,11 @@ import (
 
 	"github.com/tapline/tapline/connectors"
 	"github.com/tapline/tapline/connectors/eventjson"
+	"github.com/tapline/tapline/internal/servicetest"
 	"github.com/tapline/tapline/offsets"
 	"github.com/tapline/tapline/pipelines"
 	"github.com/tapline/tapline/sinks/nats"
 )
-
-// benchEvents is how many events each side of BenchmarkSinkVsPlainPublish
-// publishes: TAPLINE_BENCH_EVENTS, default 100,000 (run with
-// TAPLINE_BENCH_EVENTS=1000000 -benchtime=1x for the full figure).
-func benchEvents(b *testing.B) int {
-	if s := os.Getenv("TAPLINE_BENCH_EVENTS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			b.Fatalf("TAPLINE_BENCH_EVENTS=%q is not a count", s)
-		}
-		return n
-	}
-	return 100_000
-}
 
 var benchSchema = connectors.MustSchema(connectors.TableID{Schema: "bench", Name: "orders"}, 1, []connectors.Column{
 	{Name: "id", Type: connectors.TypeInt64, Key: 1},
@@ -61,10 +46,11 @@ func benchEvent(ev *connectors.Event, i int, note string) {
 // and their ratio. The two alternate in ten slices, so both see the same
 // conditions on a shared machine. A third series runs the sink with its
 // pipelining hidden from the engine (each batch's acks awaited before the
-// next is published), to show what pipelining brings. Run it with
-// -benchtime=1x.
+// next is published), to show what pipelining brings. Each side publishes
+// TAPLINE_BENCH_EVENTS events (default 100,000; 1000000 for the full
+// figure). Run it with -benchtime=1x.
 func BenchmarkSinkVsPlainPublish(b *testing.B) {
-	n := benchEvents(b)
+	n := servicetest.Count(b, "TAPLINE_BENCH_EVENTS", 100_000)
 	tg := realTarget(b)
 	note := strings.Repeat("x", 16)
 	var sample connectors.Event

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tapline/tapline/connectors"
 	"github.com/tapline/tapline/internal/benchjsonl"
+	"github.com/tapline/tapline/internal/servicetest"
 )
 
 // BenchmarkUpsert writes TAPLINE_BENCH_ROWS (default 1,000,000) upserts of
@@ -30,7 +31,7 @@ import (
 //
 //	go test -run '^$' -bench Upsert -benchtime 1x ./sinks/redis/
 func BenchmarkUpsert(b *testing.B) {
-	rows := envInt("TAPLINE_BENCH_ROWS", 1_000_000)
+	rows := servicetest.Count(b, "TAPLINE_BENCH_ROWS", 1_000_000)
 	const batchSize = 1000
 	e := newEnv(b)
 	ctx := context.Background()
@@ -140,7 +141,7 @@ func BenchmarkUpsert(b *testing.B) {
 //
 //	go test -run '^$' -bench JSONL -benchtime 1x ./sinks/redis/
 func BenchmarkJSONL(b *testing.B) {
-	rows := envInt("TAPLINE_BENCH_ROWS", 1_000_000)
+	rows := servicetest.Count(b, "TAPLINE_BENCH_ROWS", 1_000_000)
 	e := newEnv(b)
 	ctx := context.Background()
 	row := func(i int) []connectors.Value {

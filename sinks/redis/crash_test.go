@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/tapline/tapline/connectors"
+	"github.com/tapline/tapline/internal/servicetest"
 )
 
 // The crash test writes ~100,000 generated changes through the sink while
@@ -33,28 +34,21 @@ import (
 //   - the table list holds exactly the key patterns of the tables written.
 
 func TestCrashRecoveryHash(t *testing.T) {
-	runCrash(t, FormatHash, envInt("TAPLINE_CRASH_EVENTS", 100_000))
+	runCrash(t, FormatHash, servicetest.Count(t, "TAPLINE_CRASH_EVENTS", 100_000))
 }
 
 func TestCrashRecoveryJSON(t *testing.T) {
-	runCrash(t, FormatJSON, envInt("TAPLINE_CRASH_EVENTS", 100_000)/4)
+	runCrash(t, FormatJSON, servicetest.Count(t, "TAPLINE_CRASH_EVENTS", 100_000)/4)
 }
 
 // Without index sets nearly every batch is row groups only.
 func TestCrashRecoveryNoIndexes(t *testing.T) {
-	runCrashIndexed(t, FormatHash, envInt("TAPLINE_CRASH_EVENTS", 100_000)/4, false)
+	runCrashIndexed(t, FormatHash, servicetest.Count(t, "TAPLINE_CRASH_EVENTS", 100_000)/4, false)
 }
 
 type tlog struct{ t *testing.T }
 
 func (l tlog) Write(b []byte) (int, error) { l.t.Log(string(b)); return len(b), nil }
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 func runCrash(t *testing.T, format string, n int) { runCrashIndexed(t, format, n, true) }
 

@@ -32,18 +32,11 @@ import (
 // the median events/s of the rounds with min and max, CPU seconds per
 // million events and the ratios.
 func BenchmarkDrain(b *testing.B) {
-	rows := envInt("TAPLINE_BENCH_ROWS", 1_000_000)
-	rounds := envInt("TAPLINE_BENCH_ROUNDS", 3)
+	rows := servicetest.Count(b, "TAPLINE_BENCH_ROWS", 1_000_000)
+	rounds := servicetest.Count(b, "TAPLINE_BENCH_ROUNDS", 3)
 	for _, workload := range []string{"insert", "mixed"} {
 		b.Run(workload, func(b *testing.B) { benchWorkload(b, workload, rows, rounds) })
 	}
-}
-
-func envInt(k string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
 
 // binlogRange is where a workload's events are.

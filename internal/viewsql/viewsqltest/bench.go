@@ -10,21 +10,13 @@ import (
 
 	"github.com/tapline/tapline/connectors"
 	"github.com/tapline/tapline/internal/benchjsonl"
+	"github.com/tapline/tapline/internal/servicetest"
 	"github.com/tapline/tapline/internal/viewsql"
 )
 
 // BenchRows is the number of rows Bench writes: TAPLINE_BENCH_ROWS, or
 // 1,000,000.
-func BenchRows(b *testing.B) int {
-	if s := os.Getenv("TAPLINE_BENCH_ROWS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			b.Fatalf("TAPLINE_BENCH_ROWS=%q is not a positive number", s)
-		}
-		return n
-	}
-	return 1_000_000
-}
+func BenchRows(b *testing.B) int { return servicetest.Count(b, "TAPLINE_BENCH_ROWS", 1_000_000) }
 
 // benchAlternate reports whether Bench alternates which writer goes
 // first: TAPLINE_BENCH_ORDER=alternate (the default), or sink-first, the
