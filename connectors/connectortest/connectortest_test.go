@@ -3,6 +3,7 @@ package connectortest_test
 import (
 	"context"
 	"io"
+	"maps"
 	"sync"
 	"testing"
 
@@ -117,17 +118,19 @@ func TestReferenceConnectorsConform(t *testing.T) {
 	rows := map[string]string{}
 	var pos connectors.Position
 	connectortest.RunSink(t, connectortest.SinkHarness{
-		New: func(*testing.T) connectors.Sink { return &mapSink{mu: &mu, rows: rows, pos: &pos} },
-		State: func(*testing.T) map[string]string {
-			mu.Lock()
-			defer mu.Unlock()
-			out := map[string]string{}
-			for k, v := range rows {
-				out[k] = v
-			}
-			return out
-		},
+		New:   func(*testing.T) connectors.Sink { return &mapSink{mu: &mu, rows: rows, pos: &pos} },
+		State: stateOf(&mu, rows),
 	})
+}
+
+// stateOf is a SinkHarness.State of a map store: a copy of rows, read
+// under mu.
+func stateOf(mu *sync.Mutex, rows map[string]string) func(*testing.T) map[string]string {
+	return func(*testing.T) map[string]string {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(rows)
+	}
 }
 
 func TestChangesAreDeterministicAndMixed(t *testing.T) {

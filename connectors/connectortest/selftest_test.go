@@ -383,15 +383,7 @@ func sinkHarness(fault string) *connectortest.SinkHarness {
 			defer mu.Unlock()
 			return log
 		},
-		State: func(*testing.T) map[string]string {
-			mu.Lock()
-			defer mu.Unlock()
-			out := map[string]string{}
-			for k, v := range rows {
-				out[k] = v
-			}
-			return out
-		},
+		State: stateOf(&mu, rows),
 	}
 }
 
