@@ -283,7 +283,8 @@ func (s *Sink) Open(ctx context.Context) error {
 			return s.wrap("delete the abandoned shadow copy", err)
 		}
 	}
-	if err := s.migrate(ctx, s.meta); err != nil {
+	listed, err := s.migrate(ctx, s.meta)
+	if err != nil {
 		return err
 	}
 	format, err := s.rdb.Get(ctx, s.meta.format).Result()
@@ -296,10 +297,6 @@ func (s *Sink) Open(ctx context.Context) error {
 			s.pipeline, format, s.meta.format, s.cfg.Format, s.pipeline)
 	default:
 		s.formatStored = true
-	}
-	listed, err := s.rdb.SMembers(ctx, s.meta.tables).Result()
-	if err != nil {
-		return s.wrap("read the table list at "+s.meta.tables, err)
 	}
 	s.listed = make(map[string]bool, len(listed))
 	for _, sp := range listed {
@@ -382,7 +379,7 @@ func (s *Sink) Promote(ctx context.Context) error {
 	live := newMetaKeys(s.cfg.OffsetsPrefix, s.pipeline)
 	// A live view no sink of this version has opened yet still has a
 	// table list of key lists: the script needs its key patterns.
-	if err := s.migrate(ctx, live); err != nil {
+	if _, err := s.migrate(ctx, live); err != nil {
 		s.mu.Unlock()
 		cerr := s.Close(context.WithoutCancel(ctx))
 		return errors.Join(err, cerr)
@@ -399,39 +396,44 @@ func (s *Sink) Promote(ctx context.Context) error {
 	return s.Close(ctx)
 }
 
-// migrate turns the table list of meta written by an earlier version of
-// the sink, which named a list of each table's keys, into one of key
-// patterns, and deletes those lists: the sink now finds a table's keys by
-// its pattern.
-func (s *Sink) migrate(ctx context.Context, meta metaKeys) error {
+// migrate reads the table list of meta and returns its entries. A list
+// written by an earlier version of the sink, which named a list of each
+// table's keys, is turned into one of key patterns first, and those key
+// lists deleted: the sink now finds a table's keys by its pattern.
+func (s *Sink) migrate(ctx context.Context, meta metaKeys) ([]string, error) {
 	entries, err := s.rdb.SMembers(ctx, meta.tables).Result()
 	if err != nil {
-		return s.wrap("read the table list at "+meta.tables, err)
+		return nil, s.wrap("read the table list at "+meta.tables, err)
 	}
 	var old []string
+	kept := entries[:0:0]
 	for _, e := range entries {
 		if strings.HasPrefix(e, meta.oldLists) {
 			old = append(old, e)
+		} else {
+			kept = append(kept, e)
 		}
 	}
 	if len(old) == 0 {
-		return nil
+		return entries, nil
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, list := range old {
 			// The list was named after the table's keys: <head>{pk}<tail>.
 			head, tail, _ := strings.Cut(strings.TrimPrefix(list, meta.oldLists), "{pk}")
-			p.SAdd(ctx, meta.tables, globEscape(head)+"*"+globEscape(tail))
+			pattern := globEscape(head) + "*" + globEscape(tail)
+			p.SAdd(ctx, meta.tables, pattern)
 			p.SRem(ctx, meta.tables, list)
 			p.Unlink(ctx, list)
+			kept = append(kept, pattern)
 		}
 		return nil
 	})
 	if err != nil {
-		return s.wrap("convert the table list at "+meta.tables, err)
+		return nil, s.wrap("convert the table list at "+meta.tables, err)
 	}
 	s.log.Info("redis: converted the table list of an earlier version; its key lists are deleted", "tables", len(old))
-	return nil
+	return kept, nil
 }
 
 // Close closes the connection. A second Close, or one without Open,
