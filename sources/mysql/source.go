@@ -316,6 +316,12 @@ func (s *Source) ReadBatch(ctx context.Context, lim connectors.Limits) (connecto
 	if s.out == nil {
 		return b, errors.New("mysql: ReadBatch before Open")
 	}
+	if err := ctx.Err(); err != nil {
+		// Cancelled: stop, whatever is buffered (it stays for the next
+		// call). A select below could otherwise pick a ready item over
+		// ctx.Done, at random.
+		return b, err
+	}
 	n := lim.MaxEvents
 	if n <= 0 || n > 256 {
 		n = 256

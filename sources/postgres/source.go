@@ -384,6 +384,12 @@ func (s *Source) ReadBatch(ctx context.Context, lim connectors.Limits) (connecto
 	if s.out == nil {
 		return b, errors.New("postgres: ReadBatch before Open")
 	}
+	if err := ctx.Err(); err != nil {
+		// Cancelled: stop, whatever is buffered (it stays for the next
+		// call). A select below could otherwise pick a ready item over
+		// ctx.Done, at random.
+		return b, err
+	}
 	size := 0
 	take := func(it item) bool {
 		if it.isEv {
